@@ -1,0 +1,35 @@
+# Two commands: `make run` (the app on the demo bundle) and `make test` (the test suite).
+# Both create .venv and install requirements.txt when it is missing or changed.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.requirements.sha256
+DATA ?= data/simnsd
+export GRADIO_ANALYTICS_ENABLED := False
+export HF_HUB_OFFLINE := 1
+
+.PHONY: run test venv simulate bench clean
+
+venv:
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@if [ "$$(sha256sum requirements.txt | cut -d' ' -f1)" != "$$(cat $(STAMP) 2>/dev/null)" ]; then \
+		echo "installing requirements into $(VENV) ..."; \
+		$(PY) -m pip install --quiet --upgrade pip && \
+		$(PY) -m pip install --quiet -r requirements.txt && \
+		sha256sum requirements.txt | cut -d' ' -f1 > $(STAMP); \
+	fi
+
+simulate: venv
+	$(PY) -m mindeye simulate --subj 1 --out $(DATA)
+
+run: simulate
+	$(PY) app.py --data $(DATA)
+
+test: venv
+	$(PY) -m pytest -q tests
+
+bench: venv
+	$(PY) bench/simnsd_oracle.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache
