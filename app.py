@@ -1,0 +1,44 @@
+"""MindEye Explorer: a browser app around a resident MindEye engine.
+
+    python app.py                      # the demo bundle (SimNSD subject 1), on http://127.0.0.1:7860
+    python app.py --bundle PATH        # another bundle (a folder with bundle.json)
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import gradio as gr  # noqa: E402
+
+from components import trials  # noqa: E402
+from mindeye.bundle import DEMO_BUNDLE, Bundle  # noqa: E402
+from mindeye.engine import Engine  # noqa: E402
+
+
+def build_app(engine: Engine) -> gr.Blocks:
+    with gr.Blocks(title="MindEye Explorer") as demo:
+        gr.Markdown("# 🧠👁️ MindEye Explorer\nDecoding images from fMRI, after MindEye (Scotti et al., 2023).")
+        gr.Markdown(engine.describe())
+        with gr.Tab("Trials"):
+            show_trial, show_map, map_inputs, trial_outputs, brain = trials.build(engine)
+        demo.load(show_trial, map_inputs[0], trial_outputs, api_name=False)
+        demo.load(show_map, map_inputs, brain, api_name=False)
+    return demo
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description="MindEye Explorer")
+    p.add_argument("--bundle", default=str(DEMO_BUNDLE), help="bundle folder (default: assets/demo)")
+    p.add_argument("--data", default=None, help="override the bundle's dataset folder")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    args = p.parse_args(argv)
+    engine = Engine(Bundle.load(args.bundle, args.data))
+    build_app(engine).launch(server_name=args.host, server_port=args.port, show_error=True)
+
+
+if __name__ == "__main__":
+    main()

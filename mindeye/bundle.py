@@ -1,0 +1,50 @@
+"""A bundle names the dataset, subject and models the app serves (``bundle.json`` in a folder).
+
+``assets/demo/`` is the default bundle: SimNSD subject 1 (generated on first use, ~1 min on a laptop CPU)
+plus the small models the project trains and ships. Paths inside a bundle are relative to the project
+root unless absolute.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .data.errors import DataError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEMO_BUNDLE = PROJECT_ROOT / "assets" / "demo"
+
+
+@dataclass
+class Bundle:
+    name: str
+    dataset_kind: str  # "simnsd" | "nsd"
+    data_path: Path
+    subject: int
+    seed: int = 0
+    models: dict = field(default_factory=dict)
+    folder: Path | None = None
+
+    @classmethod
+    def load(cls, folder: Path | str = DEMO_BUNDLE, data_path: Path | str | None = None) -> "Bundle":
+        folder = Path(folder)
+        path = folder / "bundle.json" if folder.is_dir() else folder
+        if not path.exists():
+            raise DataError(f"{path}: no bundle manifest (expected a folder with bundle.json)")
+        try:
+            raw = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: not valid JSON ({e})") from e
+        ds = raw.get("dataset", {})
+        for key in ("kind", "path", "subject"):
+            if key not in ds:
+                raise DataError(f"{path}: dataset.{key} is missing; found keys {sorted(ds)}")
+        if ds["kind"] not in ("simnsd", "nsd"):
+            raise DataError(f"{path}: dataset.kind should be 'simnsd' or 'nsd', found {ds['kind']!r}")
+        dp = Path(data_path) if data_path else Path(ds["path"])
+        if not dp.is_absolute():
+            dp = PROJECT_ROOT / dp
+        return cls(name=raw.get("name", folder.name), dataset_kind=ds["kind"], data_path=dp,
+                   subject=int(ds["subject"]), seed=int(ds.get("seed", 0)), models=raw.get("models", {}),
+                   folder=path.parent)

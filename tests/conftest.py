@@ -1,0 +1,42 @@
+"""Shared fixtures: no network, a tiny SimNSD subject made once per session."""
+from __future__ import annotations
+
+import os
+import socket
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+TINY = dict(subj=1, n_train=120, n_test=60, image_size=96, n_sessions=6)
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Tests never touch the network: any connection to a non-loopback address fails loudly."""
+    real_connect = socket.socket.connect
+
+    def guarded(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and not (host.startswith("127.") or host in ("localhost", "::1")):
+            raise RuntimeError(f"test tried to reach the network: {address}")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_sim(tmp_path_factory):
+    """A tiny SimNSD subject 1 (120 train + 60 test images): ``(folder, summary)``."""
+    from mindeye.data.simnsd import SimConfig, simulate
+
+    out = tmp_path_factory.mktemp("simnsd")
+    summary = simulate(out, SimConfig(**TINY), workers=1, log=lambda *a: None)
+    return out, summary

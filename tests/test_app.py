@@ -1,0 +1,71 @@
+"""The real app over HTTP (gradio_client), on the tiny SimNSD subject."""
+import socket
+
+import numpy as np
+import pytest
+
+from mindeye.bundle import Bundle
+from mindeye.data.errors import DataError
+from mindeye.engine import MAPS, Engine
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_sim, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bundle")
+    (folder / "bundle.json").write_text(
+        '{"name": "tiny", "dataset": {"kind": "simnsd", "path": "%s", "subject": 1}}' % tiny_sim[0])
+    return Engine(Bundle.load(folder))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_engine_trials_and_maps(engine):
+    assert engine.n_test == 60
+    t = engine.test_trial(3)
+    assert t.image.shape == (96, 96, 3) and t.caption
+    assert "3,145 voxels" in engine.describe()
+    r1 = engine.response(3, "repetition 1")
+    assert not np.allclose(r1, engine.response(3))
+    for m in MAPS:
+        fig = engine.brain_map(3, m)
+        assert [type(d).__name__ for d in fig.data] == ["Mesh3d", "Mesh3d"], m
+    with pytest.raises(DataError, match="test trial 60 out of range: this subject has 60 test images"):
+        engine.test_trial(60)
+
+
+def test_bundle_errors(tmp_path):
+    with pytest.raises(DataError, match="no bundle manifest"):
+        Bundle.load(tmp_path)
+    (tmp_path / "bundle.json").write_text('{"dataset": {"kind": "fmri", "path": "x", "subject": 1}}')
+    with pytest.raises(DataError, match="dataset.kind should be 'simnsd' or 'nsd', found 'fmri'"):
+        Bundle.load(tmp_path)
+
+
+def test_app_serves_trials_over_http(engine):
+    from gradio_client import Client
+
+    from app import build_app
+
+    port = _free_port()
+    demo = build_app(engine)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        image, caption, table = client.predict(7, api_name="/trial")
+        expected = engine.test_trial(7)
+        assert expected.caption in caption
+        from PIL import Image
+
+        assert np.array_equal(np.asarray(Image.open(image).convert("RGB")), expected.image)
+        assert len(table["data"]) == int(expected.labels["n_objects"])
+    finally:
+        demo.close()
+
+
+def test_demo_bundle_manifest_is_valid():
+    b = Bundle.load()
+    assert b.dataset_kind == "simnsd" and b.subject == 1
