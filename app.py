@@ -18,9 +18,13 @@ from mindeye.bundle import DEMO_BUNDLE, Bundle  # noqa: E402
 from mindeye.engine import Engine  # noqa: E402
 
 
+# small stimuli are shown scaled up to fill their box
+CSS = ".stimulus img { width: 100% !important; height: 100% !important; object-fit: contain; }"
+
+
 def build_app(engine: Engine) -> gr.Blocks:
     with gr.Blocks(title="MindEye Explorer") as demo:
-        gr.Markdown("# 🧠👁️ MindEye Explorer\nDecoding images from fMRI, after MindEye (Scotti et al., 2023).")
+        gr.Markdown("# MindEye Explorer\nDecoding images from fMRI, after MindEye (Scotti et al., 2023).")
         gr.Markdown(engine.describe())
         with gr.Tab("Trials"):
             show_trial, show_map, map_inputs, trial_outputs, brain = trials.build(engine)
@@ -37,7 +41,7 @@ def main(argv=None) -> None:
     p.add_argument("--port", type=int, default=7860)
     args = p.parse_args(argv)
     engine = Engine(Bundle.load(args.bundle, args.data))
-    build_app(engine).launch(server_name=args.host, server_port=args.port, show_error=True)
+    build_app(engine).launch(server_name=args.host, server_port=args.port, show_error=True, css=CSS)
 
 
 if __name__ == "__main__":

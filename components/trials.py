@@ -27,10 +27,11 @@ def build(engine: Engine) -> None:
                 "Switch the map to see the simulated visual cortex's ground truth.")
     with gr.Row():
         index = gr.Slider(0, n - 1, value=0, step=1, label=f"test image (0-{n - 1})", scale=4)
-        rand = gr.Button("🎲 random trial", scale=1)
+        rand = gr.Button("random trial", scale=1)
     with gr.Row():
         with gr.Column(scale=2):
-            image = gr.Image(label="stimulus", type="numpy", height=320, interactive=False, format="png")
+            image = gr.Image(label="stimulus", type="numpy", height=320, interactive=False, format="png",
+                             elem_classes="stimulus")
             caption = gr.Markdown()
             table = gr.Dataframe(headers=["#", "shape", "colour", "size", "x", "y"], label="what is in the scene",
                                  interactive=False, visible=bool(engine.data.labels(engine.test_ids[:1])))

@@ -50,13 +50,15 @@ def surface_figure(values: np.ndarray, hemi: np.ndarray, vertex: np.ndarray, tit
 
 
 def retinotopy_figure(gt: dict[str, np.ndarray], hemi: np.ndarray, vertex: np.ndarray, title: str = ""):
-    """Static matplotlib figure: true polar angle and eccentricity, posterior and medial views."""
+    """Static matplotlib figure: true polar angle and eccentricity of V1-V3, posterior and medial views."""
     import matplotlib.pyplot as plt
     from nilearn import plotting
 
     mesh, sulc = _fsaverage5()
-    rows = [("polar angle (deg)", gt["polar_angle"], "hsv", -180, 180),
-            ("eccentricity (image half-widths)", gt["eccentricity"], "viridis", 0, float(gt["eccentricity"].max()))]
+    early = gt["area"] <= 2  # V1-V3; higher areas have coarse, non-retinotopic receptive fields
+    pa, ecc = np.where(early, gt["polar_angle"], np.nan), np.where(early, gt["eccentricity"], np.nan)
+    rows = [("polar angle (deg)", pa, "hsv", -180, 180),
+            ("eccentricity (image half-widths)", ecc, "viridis", 0, float(np.nanmax(ecc)))]
     views = [("left", "medial"), ("both", "posterior"), ("right", "medial")]
     fig, axes = plt.subplots(2, 3, subplot_kw={"projection": "3d"}, figsize=(13, 8.5))
     for r, (label, vals, cmap, vmin, vmax) in enumerate(rows):
@@ -76,13 +78,14 @@ def stimulus_grid(images: np.ndarray, captions: list[str], cols: int = 4, title:
     import matplotlib.pyplot as plt
 
     rows = int(np.ceil(len(images) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.6 * rows))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 4.0 * rows))
     for ax in np.ravel(axes):
         ax.axis("off")
     for ax, img, cap in zip(np.ravel(axes), images, captions):
         ax.imshow(img)
-        ax.set_title("\n".join(textwrap.wrap(cap, 30)), fontsize=9, y=-0.22)
+        ax.text(0.5, -0.03, "\n".join(textwrap.wrap(cap, 32)), transform=ax.transAxes, ha="center", va="top",
+                fontsize=9)
     if title:
         fig.suptitle(title, fontsize=13)
-    fig.tight_layout()
+    fig.subplots_adjust(hspace=0.35, wspace=0.05, top=0.95)
     return fig
