@@ -13,7 +13,7 @@ from .data.cortex import AREAS
 from .data.errors import DataError
 
 RESPONSES = ("average of 3 repetitions", "repetition 1", "repetition 2", "repetition 3")
-MAPS = ("response", "true polar angle", "true eccentricity", "visual areas", "noise ceiling (ncsnr)")
+MAPS = ("response", "noise-free response (simulator)", "true polar angle", "true eccentricity", "visual areas", "noise ceiling (ncsnr)")
 
 
 @dataclass
@@ -98,6 +98,12 @@ class Engine:
             return viz.surface_figure(vals, g.hemi, g.vertex, view=view, vmax=3.0, colorbar_title="beta (z)")
         if which_map != "noise ceiling (ncsnr)" and not gt:
             raise DataError(f"{which_map!r} is simulator ground truth; real NSD has none")
+        if which_map == "noise-free response (simulator)":
+            row = np.flatnonzero(gt["test_image_id"] == self.test_ids[int(index)])
+            if not len(row):
+                raise DataError(f"no stored noise-free response for test image {self.test_ids[int(index)]}")
+            return viz.surface_figure(gt["test_noise_free"][row[0]], g.hemi, g.vertex, view=view, vmax=3.0,
+                                      colorbar_title="signal (SD)")
         if which_map == "true polar angle":
             return viz.surface_figure(gt["polar_angle"], g.hemi, g.vertex, view=view, cmap="hsv", vmax=180,
                                       colorbar_title="deg")
