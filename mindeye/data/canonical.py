@@ -183,6 +183,8 @@ class ImageStore:
         if self._images.shape[-1] != 3:
             raise DataError(f"{self.path}: images should be [N,H,W,3], found {self._images.shape}")
         self._caption = f["caption"] if "caption" in f else None
+        self._caption_cache: np.ndarray | None = None
+        self._label_cache: dict[str, np.ndarray] | None = None
 
     @property
     def image_size(self) -> int:
@@ -214,14 +216,18 @@ class ImageStore:
     def captions(self, image_ids) -> list[str]:
         if self._caption is None:
             return [""] * len(np.atleast_1d(image_ids))
-        return [c.decode() if isinstance(c, bytes) else str(c) for c in self._caption[()][self.rows(image_ids)]]
+        if self._caption_cache is None:  # small; read once rather than on every lookup
+            self._caption_cache = self._caption[()]
+        return [c.decode() if isinstance(c, bytes) else str(c) for c in self._caption_cache[self.rows(image_ids)]]
 
     def labels(self, image_ids) -> dict[str, np.ndarray]:
         rows = self.rows(image_ids)
-        return {k: v[()][rows] for k, v in self._f["labels"].items()} if "labels" in self._f else {}
+        return {k: v[rows] for k, v in self.all_labels().items()}
 
     def all_labels(self) -> dict[str, np.ndarray]:
-        return {k: v[()] for k, v in self._f["labels"].items()} if "labels" in self._f else {}
+        if self._label_cache is None:
+            self._label_cache = {k: v[()] for k, v in self._f["labels"].items()} if "labels" in self._f else {}
+        return self._label_cache
 
 
 @dataclass
