@@ -1,6 +1,7 @@
 """`python -m mindeye <command>`: the command-line face of the engine.
 
-Commands: simulate (SimNSD), convert (real NSD layouts -> canonical), download (public NSD copies).
+Commands: simulate (SimNSD), convert (real NSD layouts -> canonical), download (public NSD copies),
+build-demo (train the shipped demo vision stack).
 """
 from __future__ import annotations
 
@@ -40,6 +41,18 @@ def _download(args) -> int:
     return 0
 
 
+def _build_demo(args) -> int:
+    from .build_demo import STAGES, build_demo
+
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    bad = [s for s in stages if s not in STAGES]
+    if bad:
+        raise SystemExit(f"error: unknown stage(s) {bad}; expected a comma-separated subset of {','.join(STAGES)}")
+    build_demo(Path(args.out), stages=stages, work=Path(args.work) if args.work else None, seed=args.seed,
+               tiny=args.tiny, workers=args.workers)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mindeye", description="MindEye Explorer engine commands")
     sub = p.add_subparsers(dest="command", required=True)
@@ -74,6 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--subj", type=int, default=1)
     d.add_argument("--data_path", required=True, help="where to put them")
     d.set_defaults(func=_download)
+    b = sub.add_parser("build-demo", help="train the demo vision stack (SceneCLIP, VAE, judge, decoder) from scratch")
+    b.add_argument("--out", default="assets/demo", help="bundle folder to write (default: assets/demo)")
+    b.add_argument("--stages", default="clip,vae,judge,decoder",
+                   help="comma-separated stages to (re)build, in order (default: all)")
+    b.add_argument("--work", default=None, help="scratch folder for logs and intermediates (default: cache/build)")
+    b.add_argument("--seed", type=int, default=0, help="seed for every stage (default: 0)")
+    b.add_argument("--workers", type=int, default=1, help="scene-rendering worker processes (default: 1)")
+    b.add_argument("--tiny", action="store_true", help="toy-sized models and a few steps (tests, smoke checks)")
+    b.set_defaults(func=_build_demo)
     return p
 
 

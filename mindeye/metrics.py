@@ -1,0 +1,73 @@
+"""Image and retrieval metrics in the paper's definitions (REFERENCE.md, V1 Reconstruction_Metrics).
+
+Images are float ``[N, 3, H, W]`` in [0, 1]. Low-level metrics compare at one resolution (``size``); the
+paper uses 425 px, SimNSD's stimuli are 96 px, so the default is the originals' own size.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    return F.interpolate(x.float(), size=(size, size), mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+
+
+def pixcorr(recons: torch.Tensor, originals: torch.Tensor, size: int | None = None) -> float:
+    """Mean over images of the Pearson r between flattened RGB pixels."""
+    size = size or originals.shape[-1]
+    a = _resize(recons, size).flatten(1).double()
+    b = _resize(originals, size).flatten(1).double()
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    r = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)
+    return float(r.mean())
+
+
+def ssim(recons: torch.Tensor, originals: torch.Tensor, size: int | None = None) -> float:
+    """Mean grayscale SSIM (skimage, gaussian weights, sigma 1.5, population covariance), as the paper."""
+    from skimage.color import rgb2gray
+    from skimage.metrics import structural_similarity
+    size = size or originals.shape[-1]
+    a = _resize(recons, size).permute(0, 2, 3, 1).numpy()
+    b = _resize(originals, size).permute(0, 2, 3, 1).numpy()
+    return float(np.mean([structural_similarity(rgb2gray(x), rgb2gray(y), gaussian_weights=True, sigma=1.5,
+                                                use_sample_covariance=False, data_range=1.0) for x, y in zip(a, b)]))
+
+
+def two_way_identification(recon_feats: torch.Tensor, orig_feats: torch.Tensor) -> float:
+    """For each recon j: fraction of distractors i != j with corr(real_i, recon_j) < corr(real_j, recon_j)."""
+    a = recon_feats.flatten(1).double()
+    b = orig_feats.flatten(1).double()
+    a = (a - a.mean(1, keepdim=True)) / a.std(1, keepdim=True)
+    b = (b - b.mean(1, keepdim=True)) / b.std(1, keepdim=True)
+    corr = (b @ a.T) / (a.shape[1] - 1)  # corr[i, j] = corr(real_i, recon_j)
+    n = corr.shape[0]
+    congruent = corr.diag()
+    wins = (corr < congruent[None, :]).sum(0).double()
+    return float((wins / (n - 1)).mean())
+
+
+def top1_identification(recon_emb: torch.Tensor, orig_emb: torch.Tensor) -> float:
+    """Fraction of recons whose most cosine-similar original (among all N) is their own."""
+    a, b = F.normalize(recon_emb.float(), dim=-1), F.normalize(orig_emb.float(), dim=-1)
+    return float(((a @ b.T).argmax(1) == torch.arange(len(a))).float().mean())
+
+
+def n_way_top1(pred: torch.Tensor, target: torch.Tensor, n: int = 300, draws: int = 30, seed: int = 0):
+    """The paper's retrieval protocol: in ``draws`` random subsets of ``n`` test items, the fraction whose
+    prediction is most cosine-similar to its own target (image retrieval), and the transpose (brain
+    retrieval). Returns ``(image_top1, brain_top1)`` averaged over draws."""
+    pred, target = F.normalize(pred.flatten(1).float(), dim=-1), F.normalize(target.flatten(1).float(), dim=-1)
+    g = torch.Generator().manual_seed(seed)
+    n = min(n, len(pred))
+    fwd, bwd = [], []
+    for _ in range(draws):
+        idx = torch.randperm(len(pred), generator=g)[:n]
+        sim = pred[idx] @ target[idx].T
+        labels = torch.arange(n)
+        fwd.append((sim.argmax(1) == labels).float().mean().item())
+        bwd.append((sim.argmax(0) == labels).float().mean().item())
+    return float(np.mean(fwd)), float(np.mean(bwd))

@@ -1,0 +1,216 @@
+"""The unCLIP decoder: latent diffusion from CLIP hidden states to an image (img2img optional).
+
+One loop serves both worlds, differing only in the weights folder, which has Versatile Diffusion's layout
+(``image_unet/``, ``vae/``, ``scheduler/``):
+
+- real: ``shi-labs/versatile-diffusion`` from ``--vd_cache_dir`` (its image-variation UNet cross-attends to
+  257 x 768 CLIP ViT-L/14 hidden states normalised by the CLS norm; MindEye feeds it brain-predicted ones);
+- demo: ``assets/demo/decoder``, the small UNet + VAE this project trains on SimNSD scenes (65 x 128).
+
+Sampling follows MindEye V1's reconstruction loop: UniPC, classifier-free guidance against a zero
+embedding, and img2img that starts from the low-level image's noised latent at ``img2img_strength``.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.errors import DataError
+from ..data.stream import VISION_ID_BASE, SceneStream, loader, to_model_input
+from . import autoencoder as AE
+
+DECODER_ID_OFFSET = 40_000_000
+VD_REPO = "shi-labs/versatile-diffusion"
+
+
+def resolve_vd_folder(path: Path | str) -> Path:
+    """A folder with ``image_unet/``: the path itself, or the VD snapshot inside a Hugging Face cache dir."""
+    path = Path(path)
+    if (path / "image_unet").is_dir():
+        return path
+    snaps = sorted(glob.glob(str(path / f"models--{VD_REPO.replace('/', '--')}" / "snapshots" / "*")))
+    for s in snaps:
+        if (Path(s) / "image_unet").is_dir():
+            return Path(s)
+    raise DataError(f"{path}: no Versatile Diffusion weights (expected image_unet/, vae/, scheduler/ there, or a "
+                    f"Hugging Face cache holding {VD_REPO}); download them on a machine with internet access")
+
+
+class UnclipDecoder:
+    def __init__(self, unet, vae, scheduler, device="cpu", dtype=torch.float32):
+        self.unet, self.vae, self.scheduler = unet.to(device, dtype).eval(), vae.to(device, dtype).eval(), scheduler
+        self.device, self.dtype = torch.device(device), dtype
+
+    @classmethod
+    def from_pretrained(cls, folder: Path | str, device="cpu", dtype=torch.float32) -> "UnclipDecoder":
+        from diffusers import AutoencoderKL, UNet2DConditionModel, UniPCMultistepScheduler
+        root = resolve_vd_folder(folder)
+        unet = UNet2DConditionModel.from_pretrained(root / "image_unet", local_files_only=True)
+        vae = AutoencoderKL.from_pretrained(root / "vae", local_files_only=True)
+        scheduler = UniPCMultistepScheduler.from_pretrained(root / "scheduler", local_files_only=True)
+        return cls(unet, vae, scheduler, device, dtype)
+
+    def save_pretrained(self, folder: Path | str, fp16: bool = True) -> None:
+        from ..atomic import atomic_dir
+        with atomic_dir(Path(folder)) as tmp:
+            for name, m in (("image_unet", self.unet), ("vae", self.vae)):
+                (m.half() if fp16 else m).save_pretrained(tmp / name, safe_serialization=True)
+                m.to(self.dtype)
+            self.scheduler.save_pretrained(tmp / "scheduler")
+
+    @property
+    def cond_shape(self) -> tuple[int, int] | None:
+        return None, self.unet.config.cross_attention_dim
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        s = self.unet.config.sample_size
+        return self.unet.config.in_channels, s, s
+
+    def encode_images(self, images01: torch.Tensor) -> torch.Tensor:
+        return AE.encode(self.vae, images01.to(self.device, self.dtype))
+
+    @torch.no_grad()
+    def decode(self, hidden: torch.Tensor, steps: int = 20, guidance_scale: float = 3.5,
+               init_images: torch.Tensor | None = None, img2img_strength: float = 0.85, seed: int = 0,
+               progress=None) -> torch.Tensor:
+        """CLIP hidden states ``[B, T, D]`` -> images ``[B, 3, H, W]`` in [0, 1].
+
+        ``init_images`` (``[B, 3, h, w]`` in [0, 1], e.g. the low-level reconstruction) switches on img2img:
+        only the last ``img2img_strength`` of the schedule runs, from their noised latents."""
+        d = self.unet.config.cross_attention_dim
+        if hidden.ndim != 3 or hidden.shape[-1] != d:
+            raise ValueError(f"expected CLIP hidden states [B, T, {d}] for this decoder, found {tuple(hidden.shape)}")
+        cond = hidden.to(self.device, self.dtype)
+        b = cond.shape[0]
+        g = torch.Generator("cpu").manual_seed(seed)
+        sched = self.scheduler
+        sched.set_timesteps(steps, device=self.device)
+        timesteps = sched.timesteps
+        c, h, w = self.latent_shape
+        noise = torch.randn((b, c, h, w), generator=g).to(self.device, self.dtype)
+        if init_images is not None:
+            strength = float(np.clip(img2img_strength, 0.0, 1.0))
+            n_run = min(max(int(round(steps * strength)), 1), steps)
+            t_start = steps - n_run
+            timesteps = timesteps[t_start * sched.order:]
+            if hasattr(sched, "set_begin_index"):
+                sched.set_begin_index(t_start * sched.order)
+            x0 = init_images.to(self.device, self.dtype)
+            if x0.shape[-1] != h * (self.vae_scale):
+                x0 = F.interpolate(x0, size=(h * self.vae_scale,) * 2, mode="bilinear", antialias=True)
+            latents = sched.add_noise(self.encode_images(x0), noise, timesteps[:1].repeat(b))
+        else:
+            latents = noise * sched.init_noise_sigma
+        uncond = torch.zeros_like(cond)
+        it = progress(timesteps) if progress else timesteps
+        for t in it:
+            inp = torch.cat([latents] * 2) if guidance_scale > 1 else latents
+            inp = sched.scale_model_input(inp, t)
+            emb = torch.cat([uncond, cond]) if guidance_scale > 1 else cond
+            pred = self.unet(inp, t, encoder_hidden_states=emb).sample
+            if guidance_scale > 1:
+                pu, pc = pred.chunk(2)
+                pred = pu + guidance_scale * (pc - pu)
+            latents = sched.step(pred, t, latents).prev_sample
+        return AE.decode(self.vae, latents).float().cpu()
+
+    @property
+    def vae_scale(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+
+# ------------------------------------------------------------------ training the demo decoder
+
+@dataclass
+class DecoderTrainConfig:
+    steps: int = 3000
+    batch_size: int = 48
+    lr: float = 1e-3
+    cond_drop: float = 0.1
+    min_snr_gamma: float = 5.0
+    block_out_channels: tuple = (64, 128, 192)
+    attention_head_dim: int = 32
+    seed: int = 0
+    log_every: int = 50
+
+
+def build_unet(cross_attention_dim: int, sample_size: int = 16, in_channels: int = 4,
+               block_out_channels=(96, 192, 256), attention_head_dim: int = 32):
+    from diffusers import UNet2DConditionModel
+    n = len(block_out_channels)
+    return UNet2DConditionModel(
+        sample_size=sample_size, in_channels=in_channels, out_channels=in_channels, layers_per_block=1,
+        block_out_channels=tuple(block_out_channels),
+        # attention only below full latent resolution: CPU-affordable, and the 8 x 8 level matches the
+        # SceneCLIP patch grid the cross-attention has to map back to image positions
+        down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (n - 1),
+        up_block_types=("CrossAttnUpBlock2D",) * (n - 1) + ("UpBlock2D",),
+        cross_attention_dim=cross_attention_dim, attention_head_dim=attention_head_dim, norm_num_groups=32)
+
+
+def training_scheduler():
+    from diffusers import DDPMScheduler
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction")
+
+
+def _collate(scenes, images, captions, labels, step):
+    return to_model_input(images)
+
+
+def train_decoder(cfg: DecoderTrainConfig, clip, vae, log=print, workers: int = 1) -> tuple[UnclipDecoder, dict]:
+    """Train the small image-variation UNet on ``clip.hidden`` of fresh scenes (v-prediction, min-SNR)."""
+    from diffusers import UniPCMultistepScheduler
+    from tqdm import tqdm
+    torch.manual_seed(cfg.seed)
+    vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
+    latent_size = vae.config.sample_size // vae_scale
+    unet = build_unet(clip.embed_dim, latent_size, vae.config.latent_channels, cfg.block_out_channels,
+                      cfg.attention_head_dim)
+    noise_sched = training_scheduler()
+    alphas = noise_sched.alphas_cumprod
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.05)
+    stream = SceneStream(cfg.batch_size, cfg.steps, _collate, seed=cfg.seed,
+                         first_id=VISION_ID_BASE + DECODER_ID_OFFSET)
+    clip.eval(), vae.eval()
+    g = torch.Generator().manual_seed(cfg.seed)
+    t0, hist = time.time(), []
+    bar = tqdm(loader(stream, workers), total=cfg.steps, desc="decoder UNet", unit="step", mininterval=5)
+    unet.train()
+    for step, x in enumerate(bar):
+        with torch.no_grad():
+            cond = clip.hidden(x)
+            z0 = AE.encode(vae, x, sample=True, generator=g)
+        drop = torch.rand(len(x), generator=g) < cfg.cond_drop
+        cond = torch.where(drop[:, None, None], torch.zeros_like(cond), cond)
+        t = torch.randint(0, noise_sched.config.num_train_timesteps, (len(x),), generator=g)
+        eps = torch.randn(z0.shape, generator=g)
+        zt = noise_sched.add_noise(z0, eps, t)
+        target = noise_sched.get_velocity(z0, eps, t)
+        pred = unet(zt, t, encoder_hidden_states=cond).sample
+        snr = alphas[t] / (1 - alphas[t])
+        w = torch.clamp(snr, max=cfg.min_snr_gamma) / (snr + 1)
+        loss = (w * F.mse_loss(pred, target, reduction="none").mean((1, 2, 3))).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        hist.append(loss.item())
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            m = float(np.mean(hist[-cfg.log_every:]))
+            bar.set_postfix(loss=f"{m:.4f}")
+            log(json.dumps({"model": "decoder", "step": step + 1, "loss": round(m, 5), "lr": sched.get_last_lr()[0],
+                            "elapsed_s": round(time.time() - t0, 1)}))
+    sampler = UniPCMultistepScheduler.from_config(noise_sched.config)
+    meta = {"train": {**asdict(cfg), "block_out_channels": list(cfg.block_out_channels)},
+            "train_seconds": round(time.time() - t0, 1)}
+    return UnclipDecoder(unet.eval(), vae, sampler), meta

@@ -1,0 +1,219 @@
+"""The demo vision stack (SceneCLIP, VAE, unCLIP decoder, judge) and the real-model paths, on toy sizes."""
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from mindeye.data import scenes as S
+from mindeye.data.errors import DataError
+from mindeye.data.stream import render_batch, to_model_input
+from mindeye.metrics import n_way_top1, pixcorr, ssim, top1_identification, two_way_identification
+from mindeye.models.scene_clip import SceneCLIP, WordTokenizer, build_model, clip_loss, hard_negative
+
+TINY_CLIP = {"vision_layers": 1, "text_layers": 1}
+
+
+@pytest.fixture(scope="module")
+def images():
+    _, img, caps, lab = render_batch(range(6))
+    return img, caps, lab
+
+
+def tiny_clip():
+    tok = WordTokenizer.for_scenes()
+    model, cfg = build_model(tok.vocab_size, **TINY_CLIP)
+    return SceneCLIP(model, tok, cfg).eval()
+
+
+# ---------------------------------------------------------------- tokenizer and hard negatives
+
+def test_word_tokenizer_covers_every_caption_word_and_ends_with_the_largest_id():
+    tok = WordTokenizer.for_scenes()
+    _, _, caps, _ = render_batch(range(200))
+    ids = tok(caps)
+    assert ids.shape == (200, tok.context_length)
+    assert not (ids == 1).any(), "a caption word is missing from the vocabulary"
+    assert (ids.argmax(1) == (ids != 0).sum(1) - 1).all(), "<eot> must be the largest id (argmax pooling)"
+    assert tok("a blue zebra")[0, 3].item() == 1  # unknown word -> <unk>
+    assert tok(" ".join(["a"] * 100))[0, -1].item() == tok.eot  # truncated, still terminated
+
+
+def test_hard_negative_changes_one_thing_and_keeps_the_background():
+    rng = random.Random(0)
+    for i in range(100):
+        scene = S.sample_scene(0, i)
+        neg = hard_negative(scene, rng)
+        assert neg != scene.caption
+        assert neg.split()[-1] == scene.caption.split()[-1]
+
+
+def test_clip_loss_hand_computed():
+    img = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    pos = img.clone()
+    neg = torch.tensor([[0.6, 0.8], [0.8, 0.6]])
+    scale = torch.tensor(0.0)  # exp(0) = 1
+    loss, acc = clip_loss(img, pos, neg, scale)
+    # image 0 vs texts [pos0, pos1, neg0, neg1]: logits [1, 0, .6, .8]; text 0 vs images: [1, 0]
+    i2t = -1 + np.log(np.exp(1) + 1 + np.exp(.6) + np.exp(.8))
+    t2i = -1 + np.log(np.exp(1) + 1)
+    assert loss.item() == pytest.approx(0.5 * (i2t + t2i), abs=1e-5)
+    assert acc.item() == 1.0
+
+
+# ---------------------------------------------------------------- SceneCLIP
+
+def test_scene_clip_targets_have_mindeye_shapes(images):
+    clip = tiny_clip()
+    with torch.no_grad():
+        h, f = clip.hidden(images[0]), clip.final(images[0])
+    assert h.shape == (6, *clip.hidden_shape) == (6, 65, 128)
+    assert torch.allclose(h[:, 0].norm(dim=-1), torch.ones(6), atol=1e-5)  # normalised by the CLS norm
+    assert torch.allclose(f.norm(dim=-1), torch.ones(6), atol=1e-5)
+    assert torch.allclose(torch.nn.functional.normalize(h[:, 0], dim=-1), f, atol=1e-5)  # CLS == final
+
+
+def test_scene_clip_save_load_roundtrip(tmp_path, images):
+    clip = tiny_clip()
+    clip.save(tmp_path / "clip", dtype=torch.float32)
+    again = SceneCLIP.load(tmp_path / "clip")
+    with torch.no_grad():
+        assert torch.allclose(clip.hidden(images[0]), again.hidden(images[0]), atol=1e-5)
+        assert torch.allclose(clip.encode_text(images[1]), again.encode_text(images[1]), atol=1e-5)
+    with pytest.raises(DataError, match="missing open_clip_config.json"):
+        SceneCLIP.load(tmp_path)
+
+
+def test_open_clip_registry_knows_the_scene_clip_config():
+    import open_clip
+    from mindeye.models.scene_clip import SCENE_CLIP_MODEL, register_config
+    register_config()
+    assert SCENE_CLIP_MODEL in open_clip.list_models()
+
+
+# ---------------------------------------------------------------- decoder: the real VD path on a toy VD
+
+def _tiny_vd(folder, cross_dim=32, with_encoder=True):
+    """A Versatile-Diffusion-shaped folder with random weights: image_unet/, vae/, scheduler/, image_encoder/."""
+    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+    torch.manual_seed(0)
+    UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
+                         block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=cross_dim,
+                         attention_head_dim=8, norm_num_groups=32).save_pretrained(folder / "image_unet")
+    AutoencoderKL(block_out_channels=(32, 32), down_block_types=("DownEncoderBlock2D",) * 2,
+                  up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=32,
+                  sample_size=16).save_pretrained(folder / "vae")
+    PNDMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                  skip_prk_steps=True).save_pretrained(folder / "scheduler")
+    if with_encoder:
+        CLIPVisionModelWithProjection(CLIPVisionConfig(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32,
+            patch_size=8, projection_dim=cross_dim)).save_pretrained(folder / "image_encoder")
+    return folder
+
+
+def test_tiny_versatile_diffusion_runs_the_real_decoding_path(tmp_path, images):
+    """HF CLIP vision hidden states (VD normalisation) -> image-variation UNet -> VAE, with and without img2img."""
+    from mindeye.models.decoder import UnclipDecoder
+    from mindeye.models.embedders import HFClipEmbedder
+    # the layout of a Hugging Face cache, as --vd_cache_dir points at
+    snap = tmp_path / "models--shi-labs--versatile-diffusion" / "snapshots" / "0123abc"
+    _tiny_vd(snap)
+    clip = HFClipEmbedder.from_pretrained(snap / "image_encoder")
+    dec = UnclipDecoder.from_pretrained(tmp_path)
+    hidden = clip.hidden(images[0][:2])
+    assert hidden.shape == (2, 17, 32) == (2, *clip.hidden_shape)
+    out = dec.decode(hidden, steps=3, guidance_scale=2.0, seed=1)
+    assert out.shape == (2, 3, 16, 16) and 0 <= out.min() and out.max() <= 1
+    again = dec.decode(hidden, steps=3, guidance_scale=2.0, seed=1)
+    assert torch.equal(out, again)  # seeded
+    init = to_model_input(images[0][:2], 32)
+    img2img = dec.decode(hidden, steps=4, init_images=init, img2img_strength=0.5, seed=1)
+    assert img2img.shape == (2, 3, 16, 16)
+    with pytest.raises(ValueError, match=r"\[B, T, 32\]"):
+        dec.decode(torch.zeros(2, 17, 64))
+
+
+def test_missing_vd_weights_name_what_was_expected(tmp_path):
+    from mindeye.models.decoder import UnclipDecoder
+    from mindeye.models.embedders import HFClipEmbedder
+    with pytest.raises(DataError, match="image_unet"):
+        UnclipDecoder.from_pretrained(tmp_path)
+    with pytest.raises(DataError, match="CLIPVisionModelWithProjection"):
+        HFClipEmbedder.from_pretrained(tmp_path / "nope")
+
+
+def test_decoder_save_load_roundtrip_in_vd_layout(tmp_path):
+    from mindeye.models import autoencoder as AE
+    from mindeye.models.decoder import UnclipDecoder, build_unet, training_scheduler
+    from diffusers import UniPCMultistepScheduler
+    torch.manual_seed(0)
+    vae = AE.build_vae((16, 16, 32))
+    dec = UnclipDecoder(build_unet(16, 16, 4, (32, 32, 64)), vae,
+                        UniPCMultistepScheduler.from_config(training_scheduler().config))
+    dec.save_pretrained(tmp_path / "decoder", fp16=False)
+    assert {p.name for p in (tmp_path / "decoder").iterdir()} == {"image_unet", "vae", "scheduler"}
+    again = UnclipDecoder.from_pretrained(tmp_path / "decoder")
+    cond = torch.randn(1, 5, 16)
+    assert torch.allclose(dec.decode(cond, steps=2), again.decode(cond, steps=2), atol=1e-5)
+
+
+# ---------------------------------------------------------------- judge
+
+def test_judge_predicts_labels_in_the_scene_format_and_scores_perfect_predictions(images, tmp_path):
+    from mindeye.models.judge import SceneJudge, judge_loss, judge_scores
+    judge = SceneJudge(width=8)
+    pred = judge.predict(images[0])
+    lab = images[2]
+    assert set(pred) == set(lab) - {"size"}  # the judge names shape, colour, place; not size
+    for k in pred:
+        assert pred[k].shape == lab[k].shape, k
+    assert all(v == 1.0 for v in judge_scores(lab, lab).values())
+    x = to_model_input(images[0])
+    loss = judge_loss(judge(x), {k: torch.as_tensor(v) for k, v in lab.items()})
+    assert torch.isfinite(loss)
+    judge.save(tmp_path / "judge", {"width": 8})
+    assert SceneJudge.load(tmp_path / "judge").predict(images[0])["shape"].shape == lab["shape"].shape
+
+
+# ---------------------------------------------------------------- metrics
+
+def test_metrics_on_hand_built_cases():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 3, 16, 16, generator=g)
+    assert pixcorr(x, x) == pytest.approx(1.0)
+    assert pixcorr(1 - x, x) == pytest.approx(-1.0)
+    assert ssim(x, x) == pytest.approx(1.0)
+    # 2-way: recon 0 correlates best with real 0; recon 1 is closer to real 0 than to real 1
+    real = torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 0]])
+    recon = torch.tensor([[1.0, 0, 0, 0], [1.0, 0.5, 0, 0], [0, 0, 1.0, 0]])
+    # recon 1: corr with real 1 = 0.3015... < corr with real 0 (0.8528), > corr with real 2 (-0.3015) -> 1/2
+    assert two_way_identification(recon, real) == pytest.approx((1 + 0.5 + 1) / 3)
+    assert top1_identification(recon, real) == pytest.approx(2 / 3)
+    fwd, bwd = n_way_top1(real, real, n=3, draws=2)
+    assert fwd == bwd == 1.0
+
+
+# ---------------------------------------------------------------- build-demo orchestration
+
+def test_build_demo_tiny_writes_a_loadable_bundle(tmp_path):
+    from mindeye.cli import main
+    from mindeye.models.decoder import UnclipDecoder
+    from mindeye.models.judge import SceneJudge
+    out = tmp_path / "demo"
+    assert main(["build-demo", "--tiny", "--out", str(out), "--work", str(tmp_path / "work"), "--workers", "0"]) == 0
+    models = json.loads((out / "bundle.json").read_text())["models"]
+    assert {"clip", "decoder", "judge", "vae"} <= set(models)
+    clip = SceneCLIP.load(out / "clip")
+    dec = UnclipDecoder.from_pretrained(out / "decoder")
+    assert dec.unet.config.cross_attention_dim == clip.embed_dim
+    SceneJudge.load(out / "judge")
+    log = [json.loads(line) for line in (tmp_path / "work" / "build_log.jsonl").read_text().splitlines()]
+    assert {r.get("model") for r in log} >= {"clip", "vae", "judge", "decoder"}
+    with pytest.raises(SystemExit, match="unknown stage"):
+        main(["build-demo", "--tiny", "--out", str(out), "--stages", "clip,bogus"])
