@@ -53,6 +53,86 @@ def _build_demo(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    import dataclasses
+
+    from .train import PRESETS, TrainConfig, train
+
+    values = {k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
+    if args.preset:
+        # a preset fills in what the command line left at its default
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+        for k, v in PRESETS[args.preset].items():
+            if values.get(k) == defaults.get(k):
+                values[k] = v
+    train(TrainConfig(**values))
+    return 0
+
+
+def add_train_flags(t: argparse.ArgumentParser) -> None:
+    """The seed's Train_MindEye.py flags (same names, defaults and help), then ours."""
+    B = argparse.BooleanOptionalAction
+    t.add_argument("--model_name", type=str, default="testing",
+                   help="name of model, used for ckpt saving and wandb logging (if enabled)")
+    t.add_argument("--data_path", type=str, default=None,
+                   help="Path to where NSD data is stored / where to download it to (default: the bundle's dataset)")
+    t.add_argument("--subj", type=int, default=1, choices=[1, 2, 5, 7])
+    t.add_argument("--batch_size", type=int, default=32,
+                   help="Batch size can be increased by 10x if only training v2c and not diffusion prior")
+    t.add_argument("--hidden", action=B, default=True,
+                   help="if True, CLIP embeddings will come from last hidden layer (e.g., 257x768 - Versatile "
+                        "Diffusion), rather than final layer")
+    t.add_argument("--clip_variant", type=str, default=None, choices=["RN50", "ViT-L/14", "ViT-B/32", "RN50x64", "SceneCLIP"],
+                   help="OpenAI clip variant (default: ViT-L/14 for NSD; SceneCLIP, the demo's small CLIP, for SimNSD)")
+    t.add_argument("--wandb_log", action=B, default=False, help="whether to log to wandb")
+    t.add_argument("--resume_from_ckpt", action=B, default=False,
+                   help="if not using wandb and want to resume from a ckpt")
+    t.add_argument("--wandb_project", type=str, default="stability", help="wandb project name")
+    t.add_argument("--mixup_pct", type=float, default=.33,
+                   help="proportion of way through training when to switch from BiMixCo to SoftCLIP")
+    t.add_argument("--norm_embs", action=B, default=True, help="Do l2-norming of CLIP embeddings")
+    t.add_argument("--use_image_aug", action=B, default=True, help="whether to use image augmentation")
+    t.add_argument("--num_epochs", type=int, default=240, help="number of epochs of training")
+    t.add_argument("--prior", action=B, default=True,
+                   help="if False, will only use CLIP loss and ignore diffusion prior")
+    t.add_argument("--v2c", action=B, default=True, help="if False, will only use diffusion prior loss")
+    t.add_argument("--plot_umap", action=B, default=False, help="Plot UMAP plots alongside reconstructions")
+    t.add_argument("--lr_scheduler_type", type=str, default="cycle", choices=["cycle", "linear"])
+    t.add_argument("--ckpt_saving", action=B, default=True)
+    t.add_argument("--ckpt_interval", type=int, default=5, help="save backup ckpt and reconstruct every x epochs")
+    t.add_argument("--save_at_end", action=B, default=False,
+                   help="if True, saves best.ckpt at end of training. if False and ckpt_saving==True, will save "
+                        "best.ckpt whenever epoch shows best validation score")
+    t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--max_lr", type=float, default=3e-4)
+    t.add_argument("--n_samples_save", type=int, default=0, choices=[0, 1],
+                   help="Number of reconstructions for monitoring progress, 0 will speed up training")
+    t.add_argument("--use_projector", action=B, default=True,
+                   help="Additional MLP after the main MLP so model can separately learn a way to minimize NCE "
+                        "from prior loss (BYOL)")
+    t.add_argument("--vd_cache_dir", type=str, default=None,
+                   help="Where is cached Versatile Diffusion model; if not cached will download to this path")
+    # ours
+    t.add_argument("--bundle", default=None, help="bundle folder naming dataset and CLIP (default: assets/demo)")
+    t.add_argument("--out", default="train_logs", help="runs folder; the run goes to OUT/MODEL_NAME (default: train_logs)")
+    t.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    t.add_argument("--mixed_precision", default="auto", choices=["auto", "no", "fp16", "bf16"],
+                   help="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32")
+    t.add_argument("--hidden_dim", type=int, default=4096, help="BrainNetwork width (V1: 4096)")
+    t.add_argument("--n_blocks", type=int, default=4, help="BrainNetwork residual blocks (V1: 4)")
+    t.add_argument("--proj_hidden", type=int, default=2048, help="projector width (V1: 2048)")
+    t.add_argument("--prior_depth", type=int, default=6, help="diffusion prior transformer depth (V1: 6)")
+    t.add_argument("--prior_heads", type=int, default=12, help="diffusion prior heads (V1: 12)")
+    t.add_argument("--prior_dim_head", type=int, default=64, help="diffusion prior head width (V1: 64)")
+    t.add_argument("--prior_mult", type=float, default=None, help="prior loss weight (default: 30 hidden, .03 final)")
+    t.add_argument("--ckpt_every_s", type=float, default=120.0,
+                   help="also write last.pth every this many seconds mid-epoch (resumable after a kill)")
+    t.add_argument("--log_every", type=int, default=10, help="write a metrics line every N steps")
+    t.add_argument("--max_steps", type=int, default=None, help="stop after N steps (the schedule still spans num_epochs)")
+    t.add_argument("--preset", choices=["demo"], default=None,
+                   help="demo: a small final-layer model that learns SimNSD subject 1 within minutes on a laptop CPU")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mindeye", description="MindEye Explorer engine commands")
     sub = p.add_subparsers(dest="command", required=True)
@@ -87,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--subj", type=int, default=1)
     d.add_argument("--data_path", required=True, help="where to put them")
     d.set_defaults(func=_download)
+    t = sub.add_parser("train", help="train MindEye (voxel2clip + projector + diffusion prior), as Train_MindEye.py")
+    add_train_flags(t)
+    t.set_defaults(func=_train)
+
     b = sub.add_parser("build-demo", help="train the demo vision stack (SceneCLIP, VAE, judge, decoder) from scratch")
     b.add_argument("--out", default="assets/demo", help="bundle folder to write (default: assets/demo)")
     b.add_argument("--stages", default="clip,vae,judge,decoder",

@@ -1,0 +1,475 @@
+"""MindEye training (V1's Train_MindEye.py), under HF Accelerate, for NSD or SimNSD subjects.
+
+voxels -> BrainNetwork (+ projector) -> contrastive loss against CLIP image targets (BiMixCo for the first
+``mixup_pct`` of epochs, then SoftCLIP with a cosine-annealed temperature), plus ``prior_mult`` x the
+diffusion prior's loss on the backbone output. Writes ``<out>/<model_name>/``:
+
+- ``config.json``            every flag of the run;
+- ``metrics.jsonl``          per step (losses, lr) and per epoch (val loss, 300-way image / brain top-1,
+                             seconds per epoch, samples per second);
+- ``last.pth`` / ``best.pth`` V1's checkpoint keys (``epoch``, ``model_state_dict``, ``optimizer_state_dict``,
+                             ``lr_scheduler``, ``train_losses``, ``val_losses``, ``lrs``) plus ``config``,
+                             ``data`` (subject, voxel count, dataset fingerprint) and the position inside the
+                             epoch, written atomically; also every ``ckpt_every_s`` seconds mid-epoch, so a
+                             killed run resumes with ``--resume_from_ckpt`` where it stopped.
+
+CLIP targets are computed once per image and cached (``cache/clip_targets``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .atomic import atomic_save
+from .bundle import PROJECT_ROOT
+from .data.errors import DataError
+from .losses import cosine_anneal, mixco, mixco_nce, soft_clip_loss
+from .metrics import n_way_top1
+
+
+@dataclass
+class TrainConfig:
+    # --- the seed's Train_MindEye.py flags (same names and defaults)
+    model_name: str = "testing"
+    data_path: str | None = None  # default: the bundle's dataset
+    subj: int = 1
+    batch_size: int = 32
+    hidden: bool = True
+    clip_variant: str | None = None  # default: the bundle's CLIP (ViT-L/14 for NSD, SceneCLIP for SimNSD)
+    wandb_log: bool = False
+    resume_from_ckpt: bool = False
+    wandb_project: str = "stability"
+    mixup_pct: float = 0.33
+    norm_embs: bool = True
+    use_image_aug: bool = True
+    num_epochs: int = 240
+    prior: bool = True
+    v2c: bool = True
+    plot_umap: bool = False
+    lr_scheduler_type: str = "cycle"
+    ckpt_saving: bool = True
+    ckpt_interval: int = 5
+    save_at_end: bool = False
+    seed: int = 42
+    max_lr: float = 3e-4
+    n_samples_save: int = 0
+    use_projector: bool = True
+    vd_cache_dir: str | None = None
+    # --- ours
+    bundle: str | None = None
+    out: str = "train_logs"
+    device: str = "auto"
+    mixed_precision: str = "auto"
+    hidden_dim: int = 4096  # BrainNetwork width (V1: 4096)
+    n_blocks: int = 4
+    proj_hidden: int = 2048
+    prior_depth: int = 6
+    prior_heads: int = 12
+    prior_dim_head: int = 64
+    prior_mult: float | None = None  # V1: 30 (hidden) / 0.03 (final)
+    ckpt_every_s: float = 120.0
+    log_every: int = 10
+    val_n_way: int = 300
+    max_steps: int | None = None  # stop early (tests, demos); the schedule still spans num_epochs
+    n_aug_views: int = 3  # cached augmented views per image when use_image_aug
+
+
+PRESETS = {
+    # a run that learns in front of a class: SimNSD subject 1 on 2 CPU cores, final-layer target (small
+    # output), no prior, metrics every few seconds
+    "demo": dict(model_name="demo_run", hidden=False, prior=False, use_image_aug=False, batch_size=64,
+                 num_epochs=8, hidden_dim=512, n_blocks=2, proj_hidden=256, max_lr=1e-3, mixup_pct=0.33,
+                 ckpt_interval=1, log_every=5, ckpt_every_s=30.0),
+}
+
+
+def cpu_supports_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(requested: str, device_type: str) -> str:
+    """'auto': fp16 on CUDA (as V1), bf16 on CPUs with native bf16 (else emulation makes it ~50x slower)."""
+    if requested != "auto":
+        return requested
+    if device_type == "cuda":
+        return "fp16"
+    return "bf16" if cpu_supports_bf16() else "no"
+
+
+# ------------------------------------------------------------------ data + targets
+
+def dataset_fingerprint(subject) -> str:
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(subject.image_id).tobytes())
+    h.update(np.ascontiguousarray(subject.geometry.vertex).tobytes())
+    h.update(str(subject.n_voxels).encode())
+    return h.hexdigest()[:16]
+
+
+def load_embedder(variant: str, bundle, vd_cache_dir=None, device="cpu"):
+    """'SceneCLIP' (the bundle's small CLIP) or 'ViT-L/14' (transformers, local/HF cache)."""
+    if variant == "SceneCLIP":
+        from .models.scene_clip import SceneCLIP
+        path = bundle.models.get("clip") if bundle else None
+        if not path:
+            raise DataError("clip_variant SceneCLIP needs a bundle with models.clip (assets/demo has one)")
+        return SceneCLIP.load(PROJECT_ROOT / path if not Path(path).is_absolute() else path, device=device)
+    if variant == "ViT-L/14":
+        from .models.embedders import HFClipEmbedder
+        return HFClipEmbedder.from_pretrained("openai/clip-vit-large-patch14", device=device)
+    raise DataError(f"clip_variant {variant!r} is not available here; expected 'ViT-L/14' or 'SceneCLIP' "
+                    "(the seed's RN50 / ViT-B/32 / RN50x64 final-layer variants are not wired up)")
+
+
+def _augment_views(images: np.ndarray, n: int, seed: int) -> list[torch.Tensor]:
+    """V1's image augmentation (RandomResizedCrop p.3, hflip, ColorJitter p.3, Grayscale p.3), n fixed views."""
+    from torchvision.transforms import v2 as T
+    from .data.stream import to_model_input
+    x = to_model_input(images, images.shape[1])
+    size = images.shape[1]
+    aug = T.Compose([T.RandomApply([T.RandomResizedCrop(size, scale=(0.6, 1.0), antialias=True)], p=0.3),
+                     T.RandomHorizontalFlip(0.5), T.RandomApply([T.ColorJitter(0.4, 0.4, 0.2, 0.1)], p=0.3),
+                     T.RandomGrayscale(0.3)])
+    torch.manual_seed(seed)
+    return [torch.stack([aug(im) for im in x]) for _ in range(n)]
+
+
+@torch.no_grad()
+def clip_targets(embedder, images: np.ndarray, hidden: bool, norm_embs: bool, cache: Path | None,
+                 key: str, use_image_aug: bool = False, n_views: int = 3, batch: int = 256, log=print) -> torch.Tensor:
+    """``[n_images, views, T, D]`` targets (view 0 = the unaugmented image), cached on disk by ``key``."""
+    if cache is not None:
+        path = cache / f"{key}.pt"
+        if path.exists():
+            try:
+                return torch.load(path, weights_only=True)
+            except Exception:  # a corrupt cache is recomputed, never trusted
+                path.unlink(missing_ok=True)
+    from .data.stream import to_model_input
+    from tqdm import tqdm
+    views = [to_model_input(images, images.shape[1])]
+    if use_image_aug:
+        views += _augment_views(images, n_views, seed=0)
+    out = []
+    for v in views:
+        parts = []
+        for i in tqdm(range(0, len(v), batch), desc="CLIP targets", leave=False):
+            x = v[i:i + batch]
+            t = embedder.hidden(x) if hidden else embedder.final(x)[:, None]
+            if not norm_embs and hidden:
+                t = t  # hidden states are CLS-norm normalised by the embedder (VD convention)
+            parts.append(t.float().cpu())
+        out.append(torch.cat(parts))
+    targets = torch.stack(out, 1)
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        atomic_save(targets, cache / f"{key}.pt", torch.save)
+    return targets
+
+
+# ------------------------------------------------------------------ the run
+
+class Run:
+    """One training run; ``fit()`` trains, checkpoints and logs."""
+
+    def __init__(self, cfg: TrainConfig, log=print):
+        from accelerate import Accelerator
+        from .bundle import DEMO_BUNDLE, Bundle
+        from .data.canonical import load_subject
+        from .models.prior import DiffusionPrior, PriorConfig
+        from .models.voxel2clip import BrainNetwork, Voxel2ClipConfig
+
+        self.cfg, self.log = cfg, log
+        if cfg.wandb_log:
+            try:
+                import wandb  # noqa: F401
+            except ImportError as e:
+                raise DataError("--wandb_log needs the wandb package (pip install wandb); it is optional and "
+                                "not installed here") from e
+        if cfg.lr_scheduler_type not in ("cycle", "linear"):
+            raise DataError(f"--lr_scheduler_type should be 'cycle' or 'linear', found {cfg.lr_scheduler_type!r}")
+        self.bundle = Bundle.load(cfg.bundle or DEMO_BUNDLE)
+        data_path = Path(cfg.data_path) if cfg.data_path else self.bundle.data_path
+        if self.bundle.dataset_kind == "simnsd" and not (data_path / "dataset.json").exists():
+            from .data.simnsd import SimConfig, simulate
+            simulate(data_path, SimConfig(subj=cfg.subj, seed=self.bundle.seed), log=log)
+        self.subject = load_subject(data_path, cfg.subj)
+        variant = cfg.clip_variant or ("SceneCLIP" if self.bundle.dataset_kind == "simnsd" else "ViT-L/14")
+        self.variant = variant
+
+        device = cfg.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.precision = resolve_precision(cfg.mixed_precision, device)
+        self.acc = Accelerator(mixed_precision=self.precision, cpu=device == "cpu")
+        self.device = self.acc.device
+
+        # -- data: train images (one random repetition per image per epoch) and the averaged test set
+        s = self.subject
+        tr = s.trials("train")
+        self.train_ids, inv = np.unique(s.image_id[tr], return_inverse=True)
+        self.train_betas = torch.from_numpy(s.betas(tr))
+        self.train_trials_of = [np.flatnonzero(inv == k) for k in range(len(self.train_ids))]
+        test_b, self.test_ids = s.averaged("test")
+        self.test_betas = torch.from_numpy(test_b)
+        embedder = load_embedder(variant, self.bundle, cfg.vd_cache_dir)
+        fp = dataset_fingerprint(s)
+        cache = Path(os.environ.get("MINDEYE_CACHE_DIR", PROJECT_ROOT / "cache")) / "clip_targets"
+        tag = f"{fp}_{variant.replace('/', '-')}_{'hidden' if cfg.hidden else 'final'}"
+        self.train_targets = clip_targets(embedder, s.images(self.train_ids), cfg.hidden, cfg.norm_embs, cache,
+                                          f"{tag}_train_aug{int(cfg.use_image_aug)}", cfg.use_image_aug,
+                                          cfg.n_aug_views, log=log)
+        self.test_targets = clip_targets(embedder, s.images(self.test_ids), cfg.hidden, cfg.norm_embs, cache,
+                                         f"{tag}_test", log=log)[:, 0]
+        tokens, dim = self.test_targets.shape[1:]
+        self.data_info = {"subject": cfg.subj, "n_voxels": int(s.n_voxels), "fingerprint": fp,
+                          "dataset": s.manifest.get("dataset", "?"), "clip_variant": variant,
+                          "target_shape": [int(tokens), int(dim)],
+                          "simulator": {k: s.manifest.get(k) for k in ("simulator_version", "seed") if k in s.manifest}}
+
+        # -- model
+        torch.manual_seed(cfg.seed)
+        v2c = BrainNetwork(Voxel2ClipConfig(n_voxels=s.n_voxels, hidden=cfg.hidden_dim, n_blocks=cfg.n_blocks,
+                                            clip_tokens=tokens, clip_dim=dim, use_projector=cfg.use_projector,
+                                            proj_hidden=cfg.proj_hidden))
+        if cfg.prior:
+            pcfg = PriorConfig(dim=dim, depth=cfg.prior_depth, heads=cfg.prior_heads, dim_head=cfg.prior_dim_head,
+                               num_tokens=tokens, rotary_dim=min(32, cfg.prior_dim_head))
+            self.model = DiffusionPrior(pcfg, voxel2clip=v2c)
+        else:
+            self.model = v2c
+        self.prior_mult = cfg.prior_mult if cfg.prior_mult is not None else (30.0 if cfg.hidden else 0.03)
+        no_decay = ("bias", "LayerNorm.bias", "LayerNorm.weight", "norm")
+        params = list(self.model.named_parameters())
+        groups = [{"params": [p for n, p in params if not any(k in n for k in no_decay) and p.ndim > 1],
+                   "weight_decay": 1e-2},
+                  {"params": [p for n, p in params if any(k in n for k in no_decay) or p.ndim <= 1],
+                   "weight_decay": 0.0}]
+        self.opt = torch.optim.AdamW(groups, lr=cfg.max_lr)
+        world = self.acc.num_processes
+        self.steps_per_epoch = max(1, len(self.train_ids) // (cfg.batch_size * world))
+        # Accelerate's prepared scheduler steps once per process per optimizer step (as V1 counts it)
+        total = cfg.num_epochs * self.steps_per_epoch * world
+        if cfg.lr_scheduler_type == "cycle":
+            self.sched = torch.optim.lr_scheduler.OneCycleLR(self.opt, max_lr=cfg.max_lr, total_steps=total,
+                                                             final_div_factor=1000, last_epoch=-1,
+                                                             pct_start=min(2 / cfg.num_epochs, 0.25))
+        else:
+            self.sched = torch.optim.lr_scheduler.LinearLR(self.opt, total_iters=total, last_epoch=-1)
+        self.model, self.opt, self.sched = self.acc.prepare(self.model, self.opt, self.sched)
+        self.soft_temps = cosine_anneal(0.004, 0.0075, cfg.num_epochs - int(cfg.mixup_pct * cfg.num_epochs))
+
+        self.dir = Path(cfg.out) / cfg.model_name
+        if not self.dir.is_absolute():
+            self.dir = PROJECT_ROOT / self.dir
+        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        self.train_losses, self.val_losses, self.lrs = [], [], []
+        self.best = -1.0
+        if cfg.resume_from_ckpt:
+            self._resume()
+        elif self.acc.is_main_process:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            (self.dir / "metrics.jsonl").unlink(missing_ok=True)
+        if self.acc.is_main_process:
+            (self.dir / "config.json").write_text(json.dumps({**dataclasses.asdict(cfg), "clip_variant": variant,
+                                                              "mixed_precision": self.precision,
+                                                              "data": self.data_info}, indent=1))
+        self.n_params = sum(p.numel() for p in self.model.parameters())
+
+    # -- the brain network, unwrapped
+    @property
+    def v2c(self):
+        m = self.acc.unwrap_model(self.model)
+        return m.voxel2clip if self.cfg.prior else m
+
+    # -- checkpoints
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "model_state_dict": self.acc.unwrap_model(self.model).state_dict(),
+                "optimizer_state_dict": self.opt.state_dict(), "lr_scheduler": self.sched.state_dict(),
+                "train_losses": self.train_losses, "val_losses": self.val_losses, "lrs": self.lrs,
+                "step_in_epoch": self.step_in_epoch, "global_step": self.global_step, "best": self.best,
+                "config": dataclasses.asdict(self.cfg), "data": self.data_info,
+                "torch_rng": torch.get_rng_state()}
+
+    def save(self, name: str) -> Path:
+        path = self.dir / name
+        if self.acc.is_main_process:
+            atomic_save(self.state(), path, torch.save)
+        return path
+
+    def _resume(self):
+        path = self.dir / "last.pth"
+        if not path.exists():
+            raise DataError(f"{path}: --resume_from_ckpt but there is no checkpoint (expected last.pth from an "
+                            f"earlier run named {self.cfg.model_name!r})")
+        ck = load_checkpoint(path, expect=self.data_info)
+        self.acc.unwrap_model(self.model).load_state_dict(ck["model_state_dict"])
+        self.opt.load_state_dict(ck["optimizer_state_dict"])
+        self.sched.load_state_dict(ck["lr_scheduler"])
+        self.epoch, self.step_in_epoch = ck["epoch"], ck.get("step_in_epoch", 0)
+        self.global_step, self.best = ck.get("global_step", 0), ck.get("best", -1.0)
+        self.train_losses, self.val_losses, self.lrs = ck["train_losses"], ck["val_losses"], ck["lrs"]
+        if "torch_rng" in ck:
+            torch.set_rng_state(ck["torch_rng"])
+        self.log(f"resumed {path} at epoch {self.epoch}, step {self.step_in_epoch}/{self.steps_per_epoch}")
+
+    def _metric(self, rec: dict):
+        if self.acc.is_main_process:
+            with open(self.dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(rec) + "\n")
+
+    # -- one step
+    def _batch(self, idx: np.ndarray, rng: np.random.Generator):
+        trials = np.array([rng.choice(self.train_trials_of[i]) for i in idx])
+        vox = self.train_betas[trials]
+        t = self.train_targets[idx]
+        view = rng.integers(t.shape[1], size=len(idx)) if t.shape[1] > 1 else np.zeros(len(idx), int)
+        return vox.to(self.device), t[np.arange(len(idx)), view].to(self.device)
+
+    def _contrastive(self, proj, target, epoch, perm=None, betas=None):
+        p = F.normalize(proj.flatten(1), dim=-1)
+        t = F.normalize(target.flatten(1), dim=-1)
+        if epoch < int(self.cfg.mixup_pct * self.cfg.num_epochs):
+            return mixco_nce(p, t, temp=0.006, perm=perm, betas=betas)
+        k = min(epoch - int(self.cfg.mixup_pct * self.cfg.num_epochs), len(self.soft_temps) - 1)
+        return soft_clip_loss(p, t, temp=self.soft_temps[k])
+
+    def train_step(self, vox, target, epoch, g):
+        cfg = self.cfg
+        model = self.model
+        perm = betas = None
+        if epoch < int(cfg.mixup_pct * cfg.num_epochs):
+            vox, perm, betas, _ = mixco(vox, generator=g)
+        with self.acc.autocast():
+            v2c = model.module.voxel2clip if hasattr(model, "module") and cfg.prior else (
+                model.voxel2clip if cfg.prior else model)
+            backbone, proj = v2c(vox)
+            loss_nce = self._contrastive(proj, target, epoch, perm, betas) if cfg.v2c else torch.zeros((), device=vox.device)
+            loss_prior = torch.zeros((), device=vox.device)
+            if cfg.prior:
+                prior = model.module if hasattr(model, "module") else model
+                loss_prior = prior.loss(backbone, target * (1 if cfg.norm_embs else 1))
+            loss = loss_nce + self.prior_mult * loss_prior
+        self.opt.zero_grad(set_to_none=True)
+        self.acc.backward(loss)
+        self.opt.step()
+        self.sched.step()
+        return loss.item(), loss_nce.item(), loss_prior.item()
+
+    @torch.no_grad()
+    def evaluate(self, epoch: int) -> dict:
+        self.model.eval()
+        v2c = self.v2c
+        outs = []
+        for i in range(0, len(self.test_betas), 256):
+            with self.acc.autocast():
+                outs.append(v2c(self.test_betas[i:i + 256].to(self.device))[1].float().cpu())
+        proj = torch.cat(outs)
+        fwd, bwd = n_way_top1(proj, self.test_targets, n=self.cfg.val_n_way, draws=30, seed=0)
+        val_loss = float(self._contrastive(proj[:300], self.test_targets[:300], epoch).item())
+        self.model.train()
+        return {"val_loss": round(val_loss, 5), "val_fwd_top1": round(fwd, 4), "val_bwd_top1": round(bwd, 4)}
+
+    def fit(self) -> dict:
+        cfg = self.cfg
+        self.model.train()
+        t_start, last_ckpt = time.time(), time.time()
+        rank, world = self.acc.process_index, self.acc.num_processes
+        result = {}
+        done = False
+        for epoch in range(self.epoch, cfg.num_epochs):
+            self.epoch = epoch
+            perm = np.random.default_rng([cfg.seed, epoch]).permutation(len(self.train_ids))
+            t_epoch, n_samples = time.time(), 0
+            for step in range(self.step_in_epoch, self.steps_per_epoch):
+                b0 = (step * world + rank) * cfg.batch_size
+                idx = perm[b0:b0 + cfg.batch_size]
+                rng = np.random.default_rng([cfg.seed, epoch, step, rank])
+                g = torch.Generator().manual_seed(int(rng.integers(2 ** 31)))
+                vox, target = self._batch(idx, rng)
+                loss, l_nce, l_prior = self.train_step(vox, target, epoch, g)
+                self.global_step += 1
+                self.step_in_epoch = step + 1
+                n_samples += len(idx) * world
+                self.train_losses.append(loss)
+                self.lrs.append(self.sched.get_last_lr()[0])
+                if self.global_step % cfg.log_every == 0:
+                    self._metric({"step": self.global_step, "epoch": epoch, "loss": round(loss, 5),
+                                  "loss_nce": round(l_nce, 5), "loss_prior": round(l_prior, 5),
+                                  "lr": self.lrs[-1], "elapsed_s": round(time.time() - t_start, 2)})
+                if cfg.ckpt_saving and time.time() - last_ckpt > cfg.ckpt_every_s:
+                    self.save("last.pth")
+                    last_ckpt = time.time()
+                if cfg.max_steps is not None and self.global_step >= cfg.max_steps:
+                    done = True
+                    break
+            if done and self.step_in_epoch < self.steps_per_epoch:
+                break
+            seconds = time.time() - t_epoch
+            ev = self.evaluate(epoch)
+            self.val_losses.append(ev["val_loss"])
+            self.epoch, self.step_in_epoch = epoch + 1, 0
+            rec = {"epoch": epoch, "step": self.global_step, **ev, "epoch_seconds": round(seconds, 2),
+                   "samples_per_s": round(n_samples / max(seconds, 1e-9), 1),
+                   "elapsed_s": round(time.time() - t_start, 2)}
+            self._metric(rec)
+            self.log(json.dumps(rec))
+            result = rec
+            improved = ev["val_fwd_top1"] > self.best
+            if improved:
+                self.best = ev["val_fwd_top1"]
+            if cfg.ckpt_saving:
+                if (epoch + 1) % cfg.ckpt_interval == 0 or epoch + 1 == cfg.num_epochs:
+                    self.save("last.pth")
+                    last_ckpt = time.time()
+                if improved and not cfg.save_at_end:
+                    self.save("best.pth")
+            if done:
+                break
+        if cfg.ckpt_saving:
+            self.save("last.pth")
+            if cfg.save_at_end:
+                self.save("best.pth")
+        self.acc.wait_for_everyone()
+        return result
+
+
+def load_checkpoint(path: Path, expect: dict | None = None) -> dict:
+    """Load a checkpoint; a truncated file or one for another subject / voxel layout is a clear error."""
+    path = Path(path)
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise DataError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e)[:200]})") from e
+    if not isinstance(ck, dict) or "model_state_dict" not in ck:
+        raise DataError(f"{path}: expected a dict with model_state_dict, found {type(ck).__name__}"
+                        + (f" with keys {sorted(ck)[:8]}" if isinstance(ck, dict) else ""))
+    if expect and "data" in ck:
+        have = ck["data"]
+        for k in ("subject", "n_voxels", "fingerprint", "target_shape"):
+            if k in expect and k in have and have[k] != expect[k]:
+                raise DataError(f"{path}: checkpoint is for {k}={have[k]}, this run has {k}={expect[k]} "
+                                f"(trained on {have.get('dataset')} subject {have.get('subject')})")
+    return ck
+
+
+def train(cfg: TrainConfig, log=print) -> dict:
+    run = Run(cfg, log=log)
+    log(f"training {cfg.model_name}: {run.n_params / 1e6:.1f}M parameters, {len(run.train_ids)} train images, "
+        f"{run.steps_per_epoch} steps/epoch, device {run.device}, precision {run.precision}, "
+        f"target {run.variant} {'hidden' if cfg.hidden else 'final'} {tuple(run.test_targets.shape[1:])}")
+    return run.fit()
