@@ -56,18 +56,31 @@ def top1_identification(recon_emb: torch.Tensor, orig_emb: torch.Tensor) -> floa
     return float(((a @ b.T).argmax(1) == torch.arange(len(a))).float().mean())
 
 
-def n_way_top1(pred: torch.Tensor, target: torch.Tensor, n: int = 300, draws: int = 30, seed: int = 0):
-    """The paper's retrieval protocol: in ``draws`` random subsets of ``n`` test items, the fraction whose
-    prediction is most cosine-similar to its own target (image retrieval), and the transpose (brain
-    retrieval). Returns ``(image_top1, brain_top1)`` averaged over draws."""
-    pred, target = F.normalize(pred.flatten(1).float(), dim=-1), F.normalize(target.flatten(1).float(), dim=-1)
-    g = torch.Generator().manual_seed(seed)
-    n = min(n, len(pred))
-    fwd, bwd = [], []
-    for _ in range(draws):
-        idx = torch.randperm(len(pred), generator=g)[:n]
-        sim = pred[idx] @ target[idx].T
-        labels = torch.arange(n)
-        fwd.append((sim.argmax(1) == labels).float().mean().item())
-        bwd.append((sim.argmax(0) == labels).float().mean().item())
-    return float(np.mean(fwd)), float(np.mean(bwd))
+N_WAY, N_DRAWS = 300, 30  # the paper's retrieval protocol
+
+
+def n_way_scores(scores: np.ndarray, n_way: int = N_WAY, n_draws: int = N_DRAWS, seed: int = 0) -> float:
+    """The paper's protocol: mean over ``n_draws`` random subsets of ``n_way`` test samples of the fraction
+    whose own candidate scores highest. ``scores[j, i]``: sample j (query) vs candidate i; diagonal = truth.
+    The subsets depend only on ``seed`` and the number of samples, so every method is scored on the same ones."""
+    scores = np.asarray(scores)
+    n = len(scores)
+    n_way = min(n_way, n)
+    rng = np.random.default_rng(seed)
+    accs = []
+    for _ in range(n_draws):
+        sub = rng.choice(n, n_way, replace=False)
+        s = scores[np.ix_(sub, sub)]
+        accs.append(np.mean(s.argmax(1) == np.arange(n_way)))
+    return float(np.mean(accs))
+
+
+def n_way_top1(pred: torch.Tensor, target: torch.Tensor, n: int = N_WAY, draws: int = N_DRAWS, seed: int = 0):
+    """MindEye's retrieval on flattened, L2-normalised embeddings: ``(image_top1, brain_top1)``.
+
+    Image retrieval: for each brain embedding, is its own image's CLIP embedding the most similar of ``n``?
+    Brain retrieval: for each image, is its own brain embedding the most similar of ``n``?"""
+    p = F.normalize(torch.as_tensor(pred).flatten(1).float(), dim=-1)
+    t = F.normalize(torch.as_tensor(target).flatten(1).float(), dim=-1)
+    sim = (p @ t.T).numpy()
+    return n_way_scores(sim, n, draws, seed), n_way_scores(sim.T, n, draws, seed)

@@ -18,7 +18,6 @@ CLIP targets are computed once per image and cached (``cache/clip_targets``).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -111,14 +110,6 @@ def resolve_precision(requested: str, device_type: str) -> str:
 
 
 # ------------------------------------------------------------------ data + targets
-
-def dataset_fingerprint(subject) -> str:
-    h = hashlib.sha256()
-    h.update(np.ascontiguousarray(subject.image_id).tobytes())
-    h.update(np.ascontiguousarray(subject.geometry.vertex).tobytes())
-    h.update(str(subject.n_voxels).encode())
-    return h.hexdigest()[:16]
-
 
 def load_embedder(variant: str, bundle, vd_cache_dir=None, device="cpu"):
     """'SceneCLIP' (the bundle's small CLIP) or 'ViT-L/14' (transformers, local/HF cache)."""
@@ -227,7 +218,7 @@ class Run:
         test_b, self.test_ids = s.averaged("test")
         self.test_betas = torch.from_numpy(test_b)
         embedder = load_embedder(variant, self.bundle, cfg.vd_cache_dir)
-        fp = dataset_fingerprint(s)
+        fp = s.fingerprint()
         cache = Path(os.environ.get("MINDEYE_CACHE_DIR", PROJECT_ROOT / "cache")) / "clip_targets"
         tag = f"{fp}_{variant.replace('/', '-')}_{'hidden' if cfg.hidden else 'final'}"
         self.train_targets = clip_targets(embedder, s.images(self.train_ids), cfg.hidden, cfg.norm_embs, cache,

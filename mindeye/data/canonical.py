@@ -240,6 +240,16 @@ class VoxelGeometry:
         return bool((self.vertex >= 0).any())
 
 
+def data_fingerprint(image_id, hemi, vertex, sample_images) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    for a in (image_id, hemi, vertex, sample_images):
+        a = np.ascontiguousarray(a)
+        h.update(str((a.shape, a.dtype.str)).encode())
+        h.update(a.astype(a.dtype.newbyteorder("<")).tobytes())
+    return h.hexdigest()[:16]
+
+
 class SubjectData:
     """One subject of a canonical dataset: trials, splits, repetition-averaged test set, images, geometry."""
 
@@ -328,6 +338,12 @@ class SubjectData:
                 out[k, seen[k]] = row
                 seen[k] += 1
         return out, ids
+
+    def fingerprint(self) -> str:
+        """What a trained model depends on: the trial order of image ids, the voxel layout, and the pixels
+        of a few test images. Checkpoints record it; a different subject or a drifted simulator won't match."""
+        test = np.unique(self.image_id[self.trials("test")])[:8]
+        return data_fingerprint(self.image_id, self.geometry.hemi, self.geometry.vertex, self.images(test))
 
     # -- images
     @property

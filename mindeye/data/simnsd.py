@@ -24,6 +24,8 @@ from tqdm.auto import tqdm
 from . import canonical, scenes
 from .cortex import AREAS, ROIConfig, build_visual_cortex
 from .encoding import EncodingModel
+from ..metrics import N_DRAWS, N_WAY  # noqa: F401  (the paper's retrieval protocol)
+from ..metrics import n_way_scores as n_way_top1
 
 SIMULATOR_VERSION = "1.0"
 SUBJECTS = (1, 2, 5, 7)
@@ -40,7 +42,6 @@ SUBJECT_PARAMS = {
     7: dict(n_voxels=2536, ncsnr=0.062, seed_offset=707),
 }
 CALIBRATION_IDS = np.arange(10**8, 10**8 + 256)  # fixed scenes that set each voxel's response scale
-N_WAY, N_DRAWS = 300, 30  # the paper's retrieval protocol
 
 
 @dataclass
@@ -220,18 +221,10 @@ def oracle_loglik(betas: np.ndarray, sessions: list[np.ndarray], candidates: np.
     return out
 
 
-def n_way_top1(scores: np.ndarray, n_way: int = N_WAY, n_draws: int = N_DRAWS, seed: int = 0) -> float:
-    """The paper's protocol: mean over ``n_draws`` random subsets of ``n_way`` test samples of the fraction
-    whose own candidate scores highest. ``scores[j, i]``: sample j (query) vs candidate i; diagonal = truth."""
-    n = len(scores)
-    n_way = min(n_way, n)
-    rng = np.random.default_rng(seed)
-    accs = []
-    for _ in range(n_draws):
-        sub = rng.choice(n, n_way, replace=False)
-        s = scores[np.ix_(sub, sub)]
-        accs.append(np.mean(s.argmax(1) == np.arange(n_way)))
-    return float(np.mean(accs))
+def _log_posterior(ll: np.ndarray) -> np.ndarray:
+    """``log p(image i | brain j)`` under a uniform prior over the candidates, from ``ll[j, i]``."""
+    m = ll.max(1, keepdims=True)
+    return ll - (m + np.log(np.exp(ll - m).sum(1, keepdims=True)))
 
 
 def noise_ceiling(reps: np.ndarray) -> dict[str, float]:
@@ -267,6 +260,18 @@ class SimSubject:
         out = [self.encoder.response(images[i:i + batch], {k: v[i:i + batch] for k, v in labels.items()})
                for i in range(0, len(images), batch)]
         return np.concatenate(out)
+
+
+def expected_fingerprint(cfg: SimConfig) -> str:
+    """The ``SubjectData.fingerprint()`` this simulator version gives ``cfg``, without simulating any betas
+    (cortex layout + trial schedule + a few rendered test images; a few seconds)."""
+    params = SUBJECT_PARAMS[check_sim_subject(cfg.subj)]
+    rng = np.random.default_rng([cfg.seed, params["seed_offset"], 1])
+    cortex = build_visual_cortex(ROIConfig(n_voxels=params["n_voxels"]), rng)
+    sched = make_schedule(cfg, np.random.default_rng([cfg.seed, params["seed_offset"], 2]))
+    test = np.unique(sched.image_id[sched.split == 2])[:8]
+    images = np.stack([scenes.render(scenes.sample_scene(cfg.seed, int(i)), cfg.image_size, cfg.seed) for i in test])
+    return canonical.data_fingerprint(sched.image_id, cortex.hemi, cortex.vertex, images)
 
 
 def check_sim_subject(subj: int) -> int:
@@ -332,6 +337,8 @@ def simulate(out: Path, cfg: SimConfig, workers: int | None = None, force: bool 
         "subject": cfg.subj, "n_voxels": v, "n_trials": int(len(sched.image_id)),
         "n_train_images": cfg.n_train, "n_test_images": cfg.n_test,
         "oracle_top1_averaged": n_way_top1(ll_avg), "oracle_top1_single_trial": n_way_top1(ll_single),
+        # brain retrieval (which of n brains saw this image?): rank brains by their posterior for the image
+        "oracle_brain_top1_averaged": n_way_top1(_log_posterior(ll_avg).T),
         "n_way": min(N_WAY, cfg.n_test), "median_ncsnr": nc["median_ncsnr"],
         "median_noise_ceiling_1trial": nc["median_nc_1trial"],
         "median_noise_ceiling_3trials": nc["median_nc_3trials"],

@@ -19,7 +19,7 @@ from ..data.stream import VISION_ID_BASE, SceneStream, loader, render_batch, to_
 VAE_ID_OFFSET = 20_000_000  # the VAE sees its own scenes, disjoint from the CLIP's and the test set
 
 
-def build_vae(block_out_channels=(32, 64, 128), layers_per_block: int = 1, latent_channels: int = 4,
+def build_vae(block_out_channels=(16, 32, 64), layers_per_block: int = 1, latent_channels: int = 4,
               sample_size: int = 64):
     from diffusers import AutoencoderKL
     return AutoencoderKL(in_channels=3, out_channels=3,
@@ -44,13 +44,13 @@ def decode(vae, latents: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class VAETrainConfig:
-    steps: int = 1500
+    steps: int = 600
     batch_size: int = 32
-    lr: float = 2e-3
+    lr: float = 3e-3
     kl_weight: float = 1e-6
     seed: int = 0
     log_every: int = 50
-    block_out_channels: tuple = (32, 64, 128)
+    block_out_channels: tuple = (16, 32, 64)
 
 
 def _collate(scenes, images, captions, labels, step):

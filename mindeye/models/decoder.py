@@ -131,8 +131,8 @@ class UnclipDecoder:
 
 @dataclass
 class DecoderTrainConfig:
-    steps: int = 3000
-    batch_size: int = 48
+    steps: int = 1000
+    batch_size: int = 32
     lr: float = 1e-3
     cond_drop: float = 0.1
     min_snr_gamma: float = 5.0

@@ -31,13 +31,13 @@ def _block(c_in, c_out, stride):
 
 
 class SceneJudge(nn.Module):
-    """CNN 64 px -> 4 x 4 x 128 -> 256 -> heads per object slot (shape/colour with a 'none' class, x, y),
+    """CNN 64 px -> 4 x 4 x 4w -> 256 -> heads per object slot (shape/colour with a 'none' class, x, y),
     background and object count."""
 
-    def __init__(self, width: int = 32):
+    def __init__(self, width: int = 16):
         super().__init__()
         w = width
-        self.features = nn.Sequential(_block(3, w, 1), _block(w, 2 * w, 2), _block(2 * w, 4 * w, 2),
+        self.features = nn.Sequential(_block(3, w, 2), _block(w, 2 * w, 2), _block(2 * w, 4 * w, 2),
                                       _block(4 * w, 4 * w, 2), nn.AdaptiveAvgPool2d(4), nn.Flatten(),
                                       nn.Linear(16 * 4 * w, 256), nn.ReLU(inplace=True), nn.Dropout(0.1))
         k = S.MAX_OBJECTS
@@ -84,7 +84,7 @@ class SceneJudge(nn.Module):
         if not path.exists():
             raise DataError(f"{folder}: no judge weights (expected judge.safetensors)")
         meta = json.loads((Path(folder) / "meta.json").read_text())
-        judge = cls(width=meta.get("width", 32))
+        judge = cls(width=meta.get("width", 16))
         judge.load_state_dict(load_file(str(path)))
         return judge.eval()
 
@@ -103,10 +103,10 @@ def judge_scores(pred: dict, true: dict) -> dict[str, float]:
 
 @dataclass
 class JudgeTrainConfig:
-    steps: int = 1200
+    steps: int = 800
     batch_size: int = 64
-    lr: float = 2e-3
-    width: int = 32
+    lr: float = 3e-3
+    width: int = 16
     seed: int = 0
     log_every: int = 50
 
