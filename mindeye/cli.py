@@ -69,6 +69,58 @@ def _train(args) -> int:
     return 0
 
 
+def _train_lowlevel(args) -> int:
+    import dataclasses
+
+    from .train_lowlevel import LowLevelTrainConfig, train_lowlevel
+
+    values = {k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(LowLevelTrainConfig)}}
+    if values.get("upsampler_channels"):
+        values["upsampler_channels"] = tuple(values["upsampler_channels"])
+    train_lowlevel(LowLevelTrainConfig(**values))
+    return 0
+
+
+def add_lowlevel_flags(t: argparse.ArgumentParser) -> None:
+    """V1 train_autoencoder.py's settings as flags (same names and defaults), then ours."""
+    B = argparse.BooleanOptionalAction
+    t.add_argument("--model_name", default="autoencoder", help="name of model, used for ckpt saving")
+    t.add_argument("--data_path", default=None, help="dataset folder (default: the bundle's dataset)")
+    t.add_argument("--subj", type=int, default=1, choices=[1, 2, 5, 7])
+    t.add_argument("--batch_size", type=int, default=32)
+    t.add_argument("--num_epochs", type=int, default=120, help="number of epochs of training")
+    t.add_argument("--max_lr", type=float, default=5e-4)
+    t.add_argument("--lr_scheduler_type", default="cycle", choices=["cycle", "linear"])
+    t.add_argument("--ckpt_saving", action=B, default=True)
+    t.add_argument("--ckpt_interval", type=int, default=24, help="save backup ckpt every x epochs")
+    t.add_argument("--save_at_end", action=B, default=False)
+    t.add_argument("--resume_from_ckpt", action=B, default=False)
+    t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--use_cont", action=B, default=False,
+                   help="soft contrastive loss on ConvNeXt features (needs local ConvNeXt-XL weights)")
+    t.add_argument("--cont_model", default="cnx", help="Type of ConvNext model to use")
+    t.add_argument("--use_reconst", action=B, default=False, help="also an L1 loss on the VAE-decoded image")
+    t.add_argument("--use_sobel_loss", action=B, default=False, help="also an L1 loss on Sobel edges (with --use_reconst)")
+    t.add_argument("--use_blurred_training", action=B, default=False, help="(not supported here)")
+    t.add_argument("--ups_mode", default="4x", choices=["4x"], help="Upscaling factor for VAE embeds")
+    t.add_argument("--wandb_log", action=B, default=False, help="whether to log to wandb")
+    t.add_argument("--wandb_project", default="stability", help="wandb project name")
+    # ours
+    t.add_argument("--vae_path", default=None, help="diffusers AutoencoderKL folder (default: the bundle's VAE)")
+    t.add_argument("--bundle", default=None, help="bundle folder (default: assets/demo)")
+    t.add_argument("--out", default="train_logs", help="runs folder (default: train_logs)")
+    t.add_argument("--device", default="auto")
+    t.add_argument("--mixed_precision", default="auto", choices=["auto", "no", "fp16", "bf16"])
+    t.add_argument("--hidden_dim", type=int, default=4096, help="MLP width (V1: 4096)")
+    t.add_argument("--n_blocks", type=int, default=4, help="residual blocks (V1: 4)")
+    t.add_argument("--map_channels", type=int, default=64, help="channels of the voxel feature map (V1: 64)")
+    t.add_argument("--upsampler_channels", type=int, nargs="+", default=[64, 128, 256],
+                   help="upsampling decoder widths (V1: 64 128 256)")
+    t.add_argument("--ckpt_every_s", type=float, default=120.0, help="also write last.pth every N seconds")
+    t.add_argument("--log_every", type=int, default=10)
+    t.add_argument("--max_steps", type=int, default=None)
+
+
 def add_train_flags(t: argparse.ArgumentParser) -> None:
     """The seed's Train_MindEye.py flags (same names, defaults and help), then ours."""
     B = argparse.BooleanOptionalAction
@@ -170,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train MindEye (voxel2clip + projector + diffusion prior), as Train_MindEye.py")
     add_train_flags(t)
     t.set_defaults(func=_train)
+
+    lo = sub.add_parser("train-lowlevel", help="train the low-level voxel -> VAE latent model, as train_autoencoder.py")
+    add_lowlevel_flags(lo)
+    lo.set_defaults(func=_train_lowlevel)
 
     b = sub.add_parser("build-demo", help="train the demo vision stack (SceneCLIP, VAE, judge, decoder) from scratch")
     b.add_argument("--out", default="assets/demo", help="bundle folder to write (default: assets/demo)")

@@ -181,8 +181,6 @@ class Run:
         from accelerate import Accelerator
         from .bundle import DEMO_BUNDLE, Bundle
         from .data.canonical import load_subject
-        from .models.prior import DiffusionPrior, PriorConfig
-        from .models.voxel2clip import BrainNetwork, Voxel2ClipConfig
 
         self.cfg, self.log = cfg, log
         if cfg.wandb_log:
@@ -217,33 +215,14 @@ class Run:
         self.train_trials_of = [np.flatnonzero(inv == k) for k in range(len(self.train_ids))]
         test_b, self.test_ids = s.averaged("test")
         self.test_betas = torch.from_numpy(test_b)
-        embedder = load_embedder(variant, self.bundle, cfg.vd_cache_dir)
-        fp = s.fingerprint()
-        cache = Path(os.environ.get("MINDEYE_CACHE_DIR", PROJECT_ROOT / "cache")) / "clip_targets"
-        tag = f"{fp}_{variant.replace('/', '-')}_{'hidden' if cfg.hidden else 'final'}"
-        self.train_targets = clip_targets(embedder, s.images(self.train_ids), cfg.hidden, cfg.norm_embs, cache,
-                                          f"{tag}_train_aug{int(cfg.use_image_aug)}", cfg.use_image_aug,
-                                          cfg.n_aug_views, log=log)
-        self.test_targets = clip_targets(embedder, s.images(self.test_ids), cfg.hidden, cfg.norm_embs, cache,
-                                         f"{tag}_test", log=log)[:, 0]
-        tokens, dim = self.test_targets.shape[1:]
-        self.data_info = {"subject": cfg.subj, "n_voxels": int(s.n_voxels), "fingerprint": fp,
-                          "dataset": s.manifest.get("dataset", "?"), "clip_variant": variant,
-                          "target_shape": [int(tokens), int(dim)],
+        self.fingerprint = s.fingerprint()
+        self.data_info = {"subject": cfg.subj, "n_voxels": int(s.n_voxels), "fingerprint": self.fingerprint,
+                          "dataset": s.manifest.get("dataset", "?"),
                           "simulator": {k: s.manifest.get(k) for k in ("simulator_version", "seed") if k in s.manifest}}
-
-        # -- model
+        self.train_targets, self.test_targets = self.make_targets()
+        self.data_info["target_shape"] = [int(d) for d in self.test_targets.shape[1:]]
         torch.manual_seed(cfg.seed)
-        v2c = BrainNetwork(Voxel2ClipConfig(n_voxels=s.n_voxels, hidden=cfg.hidden_dim, n_blocks=cfg.n_blocks,
-                                            clip_tokens=tokens, clip_dim=dim, use_projector=cfg.use_projector,
-                                            proj_hidden=cfg.proj_hidden))
-        if cfg.prior:
-            pcfg = PriorConfig(dim=dim, depth=cfg.prior_depth, heads=cfg.prior_heads, dim_head=cfg.prior_dim_head,
-                               num_tokens=tokens, rotary_dim=min(32, cfg.prior_dim_head))
-            self.model = DiffusionPrior(pcfg, voxel2clip=v2c)
-        else:
-            self.model = v2c
-        self.prior_mult = cfg.prior_mult if cfg.prior_mult is not None else (30.0 if cfg.hidden else 0.03)
+        self.model = self.build_model()
         no_decay = ("bias", "LayerNorm.bias", "LayerNorm.weight", "norm")
         params = list(self.model.named_parameters())
         groups = [{"params": [p for n, p in params if not any(k in n for k in no_decay) and p.ndim > 1],
@@ -269,7 +248,7 @@ class Run:
             self.dir = PROJECT_ROOT / self.dir
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.train_losses, self.val_losses, self.lrs = [], [], []
-        self.best = -1.0
+        self.best = -math.inf
         if cfg.resume_from_ckpt:
             self._resume()
         elif self.acc.is_main_process:
@@ -280,6 +259,26 @@ class Run:
                                                               "mixed_precision": self.precision,
                                                               "data": self.data_info}, indent=1))
         self.n_params = sum(p.numel() for p in self.model.parameters())
+
+    # -- task hooks (train-lowlevel overrides these)
+    def make_targets(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(train [n_images, views, ...], test [n_test, ...])`` CLIP targets, cached per image."""
+        cfg, s = self.cfg, self.subject
+        embedder = load_embedder(self.variant, self.bundle, cfg.vd_cache_dir)
+        self.data_info["clip_variant"] = self.variant
+        cache = Path(os.environ.get("MINDEYE_CACHE_DIR", PROJECT_ROOT / "cache")) / "clip_targets"
+        tag = f"{self.fingerprint}_{self.variant.replace('/', '-')}_{'hidden' if cfg.hidden else 'final'}"
+        train = clip_targets(embedder, s.images(self.train_ids), cfg.hidden, cfg.norm_embs, cache,
+                             f"{tag}_train_aug{int(cfg.use_image_aug)}", cfg.use_image_aug, cfg.n_aug_views,
+                             log=self.log)
+        test = clip_targets(embedder, s.images(self.test_ids), cfg.hidden, cfg.norm_embs, cache, f"{tag}_test",
+                            log=self.log)[:, 0]
+        return train, test
+
+    def build_model(self):
+        from .checkpoints import build_from_config
+        self.prior_mult = self.cfg.prior_mult if self.cfg.prior_mult is not None else (30.0 if self.cfg.hidden else 0.03)
+        return build_from_config(dataclasses.asdict(self.cfg), self.data_info)
 
     # -- the brain network, unwrapped
     @property
@@ -312,7 +311,7 @@ class Run:
         self.opt.load_state_dict(ck["optimizer_state_dict"])
         self.sched.load_state_dict(ck["lr_scheduler"])
         self.epoch, self.step_in_epoch = ck["epoch"], ck.get("step_in_epoch", 0)
-        self.global_step, self.best = ck.get("global_step", 0), ck.get("best", -1.0)
+        self.global_step, self.best = ck.get("global_step", 0), ck.get("best", -math.inf)
         self.train_losses, self.val_losses, self.lrs = ck["train_losses"], ck["val_losses"], ck["lrs"]
         if "torch_rng" in ck:
             torch.set_rng_state(ck["torch_rng"])
@@ -360,6 +359,10 @@ class Run:
         self.opt.step()
         self.sched.step()
         return loss.item(), loss_nce.item(), loss_prior.item()
+
+    def score(self, ev: dict) -> float:
+        """Higher is better; picks best.pth."""
+        return ev["val_fwd_top1"]
 
     @torch.no_grad()
     def evaluate(self, epoch: int) -> dict:
@@ -420,9 +423,10 @@ class Run:
             self._metric(rec)
             self.log(json.dumps(rec))
             result = rec
-            improved = ev["val_fwd_top1"] > self.best
+            score = self.score(ev)
+            improved = score > self.best
             if improved:
-                self.best = ev["val_fwd_top1"]
+                self.best = score
             if cfg.ckpt_saving:
                 if (epoch + 1) % cfg.ckpt_interval == 0 or epoch + 1 == cfg.num_epochs:
                     self.save("last.pth")

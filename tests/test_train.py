@@ -121,3 +121,21 @@ def test_train_help_keeps_the_seed_flags(capsys):
                  "--ckpt_saving", "--ckpt_interval", "--save_at_end", "--seed", "--max_lr", "--n_samples_save",
                  "--use_projector", "--vd_cache_dir", "--bundle", "--device", "--out"]:
         assert flag in text, flag
+
+
+def test_train_lowlevel_learns_vae_latents_and_reports_pixel_metrics(tiny_bundle, tmp_path):
+    from diffusers import AutoencoderKL
+    from mindeye.cli import main
+    from mindeye.models.autoencoder import build_vae
+    torch.manual_seed(0)
+    build_vae((16, 16, 32)).save_pretrained(tmp_path / "vae")
+    args = ["train-lowlevel", "--bundle", str(tiny_bundle), "--out", str(tmp_path), "--vae_path", str(tmp_path / "vae"),
+            "--model_name", "lo", "--num_epochs", "2", "--batch_size", "16", "--hidden_dim", "32", "--n_blocks", "1",
+            "--map_channels", "16", "--upsampler_channels", "16", "16", "32", "--log_every", "1"]
+    assert main(args) == 0
+    rows = metrics(tmp_path / "lo" / "metrics.jsonl")
+    ep = [r for r in rows if "val_pixcorr" in r]
+    assert len(ep) == 2 and -1 <= ep[-1]["val_pixcorr"] <= 1 and 0 < ep[-1]["val_ssim"] <= 1
+    ck = torch.load(tmp_path / "lo" / "last.pth", weights_only=False)
+    assert ck["data"]["target_shape"] == [4, 16, 16]
+    assert main([*args[:-2], "--use_cont"]) == 2  # no ConvNeXt here: a clear error, not a silent skip

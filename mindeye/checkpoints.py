@@ -1,0 +1,76 @@
+"""Shipping trained MindEye models: a training checkpoint -> ``<name>.safetensors`` (fp16) + ``<name>.json``.
+
+The JSON keeps what is needed to rebuild the model (its training config and target shape) and what it was
+trained on (subject, voxel count, data fingerprint, simulator version and seed), so a bundle can refuse to
+pair weights with data they were not trained on.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from .data.errors import DataError
+
+
+def build_from_config(cfg: dict, data: dict):
+    """BrainNetwork (or DiffusionPrior wrapping it) from a run's config and data info."""
+    from .models.prior import DiffusionPrior, PriorConfig
+    from .models.voxel2clip import BrainNetwork, Voxel2ClipConfig
+    tokens, dim = data["target_shape"]
+    v2c = BrainNetwork(Voxel2ClipConfig(n_voxels=data["n_voxels"], hidden=cfg["hidden_dim"], n_blocks=cfg["n_blocks"],
+                                        clip_tokens=tokens, clip_dim=dim, use_projector=cfg["use_projector"],
+                                        proj_hidden=cfg["proj_hidden"]))
+    if not cfg["prior"]:
+        return v2c
+    return DiffusionPrior(PriorConfig(dim=dim, depth=cfg["prior_depth"], heads=cfg["prior_heads"],
+                                      dim_head=cfg["prior_dim_head"], num_tokens=tokens,
+                                      rotary_dim=min(32, cfg["prior_dim_head"])), voxel2clip=v2c)
+
+
+def export_run(run_dir: Path, stem: Path, which: str = "best.pth", dtype=torch.float16) -> dict:
+    """Write ``stem.safetensors`` + ``stem.json`` from ``run_dir/which`` (falls back to last.pth)."""
+    from safetensors.torch import save_file
+    from .atomic import atomic_save
+    from .train import load_checkpoint
+    run_dir = Path(run_dir)
+    path = run_dir / which if (run_dir / which).exists() else run_dir / "last.pth"
+    ck = load_checkpoint(path)
+    sd = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in ck["model_state_dict"].items()
+          if not k.startswith("noise_scheduler.")}  # the schedule is rebuilt from the config
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()] \
+        if (run_dir / "metrics.jsonl").exists() else []
+    epochs = [m for m in metrics if "val_fwd_top1" in m]
+    meta = {"config": ck["config"], "data": ck["data"], "checkpoint": path.name, "epoch": ck["epoch"],
+            "val": epochs[-1] if epochs else None}
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    atomic_save(sd, stem.with_suffix(".safetensors"), lambda obj, p: save_file(obj, p))
+    atomic_save(meta, stem.with_suffix(".json"), lambda obj, p: Path(p).write_text(json.dumps(obj, indent=1)))
+    return meta
+
+
+def load_model(stem: Path | str, expect: dict | None = None, device="cpu"):
+    """``(model, meta)`` from ``stem.safetensors`` + ``stem.json``; ``expect`` (e.g. ``{"subject": 1,
+    "n_voxels": 3145, "fingerprint": ...}``) must match what the model was trained on."""
+    from safetensors.torch import load_file
+    stem = Path(stem)
+    js, st = stem.with_suffix(".json"), stem.with_suffix(".safetensors")
+    for p in (js, st):
+        if not p.exists():
+            raise DataError(f"{p}: missing (a shipped MindEye model is a .safetensors + .json pair)")
+    meta = json.loads(js.read_text())
+    have = meta["data"]
+    for k, v in (expect or {}).items():
+        if k in have and have[k] != v:
+            raise DataError(f"{st}: trained on {k}={have[k]}, but the loaded data has {k}={v} "
+                            f"({have.get('dataset')} subject {have.get('subject')}); retrain or load the matching data")
+    model = build_from_config(meta["config"], have)
+    sd = {k: v.float() for k, v in load_file(str(st)).items()}
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    missing = [k for k in missing if not k.startswith("noise_scheduler.")]
+    if missing or unexpected:
+        raise DataError(f"{st}: weights do not fit the model in {js.name} (missing {missing[:4]}, "
+                        f"unexpected {unexpected[:4]})")
+    return model.to(device).eval(), meta

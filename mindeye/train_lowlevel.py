@@ -1,0 +1,170 @@
+"""The low-level pipeline's training (V1's train_autoencoder.py): voxels -> VAE latents with an L1 loss.
+
+Targets are the bundle VAE's latents of each image (demo: 4 x 16 x 16 of the small VAE; real: SD's VAE,
+4 x 64 x 64 of 512 px images, from ``--vae_path``), cached per image. Shares the run machinery of
+``mindeye.train`` (Accelerate, metrics JSONL, atomic resumable checkpoints). Validation decodes the
+predicted latents of the averaged test betas and reports PixCorr and SSIM against the stimuli.
+
+``--use_reconst`` adds an L1 on the decoded image and ``--use_sobel_loss`` an L1 on its Sobel edges. The
+soft contrastive term (``--use_cont``) needs ConvNeXt-XL features, whose weights are not available
+offline; asking for it says so instead of silently training without it.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .bundle import PROJECT_ROOT
+from .data.errors import DataError
+from .train import Run, TrainConfig
+
+
+@dataclass
+class LowLevelTrainConfig(TrainConfig):
+    # V1 train_autoencoder.py defaults
+    model_name: str = "autoencoder"
+    batch_size: int = 32
+    num_epochs: int = 120
+    max_lr: float = 5e-4
+    ckpt_interval: int = 24
+    use_cont: bool = False
+    use_reconst: bool = False
+    use_sobel_loss: bool = False
+    use_blurred_training: bool = False
+    cont_model: str = "cnx"
+    ups_mode: str = "4x"
+    vae_path: str | None = None  # default: the bundle's VAE
+    hidden_dim: int = 4096
+    map_channels: int = 64
+    upsampler_channels: tuple = (64, 128, 256)
+    prior: bool = False
+    use_image_aug: bool = False
+
+
+def load_vae(cfg: LowLevelTrainConfig, bundle):
+    from diffusers import AutoencoderKL
+    path = cfg.vae_path or bundle.models.get("vae")
+    if not path:
+        raise DataError("train-lowlevel needs a VAE: pass --vae_path (a diffusers AutoencoderKL folder, e.g. SD's) "
+                        "or use a bundle with models.vae")
+    path = Path(path) if Path(path).is_absolute() else PROJECT_ROOT / path
+    try:
+        return AutoencoderKL.from_pretrained(path, local_files_only=True).float().eval()
+    except (OSError, EnvironmentError) as e:
+        raise DataError(f"{path}: not a diffusers AutoencoderKL folder ({str(e)[:200]})") from e
+
+
+def sobel(x: torch.Tensor) -> torch.Tensor:
+    k = torch.tensor([[1.0, 0, -1], [2, 0, -2], [1, 0, -1]], device=x.device)
+    kx = k.view(1, 1, 3, 3).repeat(x.shape[1], 1, 1, 1)
+    gx = F.conv2d(x, kx, padding=1, groups=x.shape[1])
+    gy = F.conv2d(x, kx.transpose(2, 3), padding=1, groups=x.shape[1])
+    return torch.sqrt(gx ** 2 + gy ** 2 + 1e-8)
+
+
+class LowLevelRun(Run):
+    def __init__(self, cfg: LowLevelTrainConfig, log=print):
+        if cfg.use_cont:
+            raise DataError(f"--use_cont needs ConvNeXt features (--cont_model {cfg.cont_model}), whose weights are "
+                            "not available offline; train without it or add a local ConvNeXt-XL")
+        if cfg.use_blurred_training:
+            raise DataError("--use_blurred_training is not supported by this implementation")
+        if cfg.use_sobel_loss and not cfg.use_reconst:
+            raise DataError("--use_sobel_loss works on decoded images: add --use_reconst")
+        super().__init__(cfg, log)
+
+    def make_targets(self):
+        from .atomic import atomic_save
+        from .data.stream import to_model_input
+        self.vae = load_vae(self.cfg, self.bundle)
+        self.pixel_size = self.vae.config.sample_size
+        cache = Path(os.environ.get("MINDEYE_CACHE_DIR", PROJECT_ROOT / "cache")) / "vae_targets"
+        vae_tag = hashlib.sha256(json_key(self.vae.config).encode()).hexdigest()[:10]
+        out = []
+        for name, ids in (("train", self.train_ids), ("test", self.test_ids)):
+            path = cache / f"{self.fingerprint}_{vae_tag}_{name}.pt"
+            lat = None
+            if path.exists():
+                try:
+                    lat = torch.load(path, weights_only=True)
+                except Exception:
+                    path.unlink(missing_ok=True)
+            if lat is None:
+                parts = []
+                with torch.no_grad():
+                    for i in range(0, len(ids), 128):
+                        x = to_model_input(self.subject.images(ids[i:i + 128]), self.pixel_size)
+                        parts.append(self.vae.encode(x * 2 - 1).latent_dist.mean * self.vae.config.scaling_factor)
+                lat = torch.cat(parts)
+                cache.mkdir(parents=True, exist_ok=True)
+                atomic_save(lat, path, torch.save)
+            out.append(lat)
+        self.data_info["vae"] = {"scaling_factor": self.vae.config.scaling_factor, "sample_size": self.pixel_size}
+        self.test_images = to_model_input(self.subject.images(self.test_ids[:300]), self.pixel_size)
+        return out[0][:, None], out[1]
+
+    def build_model(self):
+        from .models.lowlevel import LowLevelConfig, Voxel2VAE
+        c, h, w = self.data_info["target_shape"]
+        cfg = self.cfg
+        return Voxel2VAE(LowLevelConfig(n_voxels=self.subject.n_voxels, hidden=cfg.hidden_dim, n_blocks=cfg.n_blocks,
+                                        use_cont=False, map_channels=cfg.map_channels, map_size=h // 4,
+                                        block_out_channels=tuple(cfg.upsampler_channels),
+                                        norm_num_groups=min(32, min(cfg.upsampler_channels)), latent_channels=c))
+
+    def _decode(self, latents):
+        return ((self.vae.decode(latents / self.vae.config.scaling_factor).sample + 1) / 2).clamp(0, 1)
+
+    def train_step(self, vox, target, epoch, g):
+        cfg = self.cfg
+        with self.acc.autocast():
+            pred = self.model(vox)
+            loss = F.l1_loss(pred, target)
+            if cfg.use_reconst:
+                img, true = self._decode(pred), self._decode(target)
+                loss = loss + F.l1_loss(img, true)
+                if cfg.use_sobel_loss:
+                    loss = loss + 0.1 * F.l1_loss(sobel(img), sobel(true))
+        self.opt.zero_grad(set_to_none=True)
+        self.acc.backward(loss)
+        self.opt.step()
+        self.sched.step()
+        return loss.item(), loss.item(), 0.0
+
+    @property
+    def v2c(self):
+        return self.acc.unwrap_model(self.model)
+
+    def score(self, ev):
+        return ev["val_pixcorr"]
+
+    @torch.no_grad()
+    def evaluate(self, epoch: int) -> dict:
+        from .metrics import pixcorr, ssim
+        self.model.eval()
+        m = self.acc.unwrap_model(self.model)
+        n = len(self.test_images)
+        pred = torch.cat([m(self.test_betas[i:i + 100].to(self.device)).float().cpu() for i in range(0, n, 100)])
+        val_loss = float(F.l1_loss(pred, self.test_targets[:n]))
+        imgs = torch.cat([self._decode(pred[i:i + 100]) for i in range(0, n, 100)])
+        self.model.train()
+        return {"val_loss": round(val_loss, 5), "val_pixcorr": round(pixcorr(imgs, self.test_images), 4),
+                "val_ssim": round(ssim(imgs, self.test_images), 4)}
+
+
+def json_key(config) -> str:
+    import json
+    return json.dumps({k: v for k, v in dict(config).items() if not k.startswith("_")}, sort_keys=True, default=str)
+
+
+def train_lowlevel(cfg: LowLevelTrainConfig, log=print) -> dict:
+    run = LowLevelRun(cfg, log=log)
+    log(f"training {cfg.model_name} (low-level): {run.n_params / 1e6:.1f}M parameters, {len(run.train_ids)} train "
+        f"images, {run.steps_per_epoch} steps/epoch, target VAE latents {tuple(run.test_targets.shape[1:])}")
+    return run.fit()
