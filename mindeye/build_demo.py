@@ -6,9 +6,11 @@ Stages (each seeded, with a progress bar, logged to ``<work>/build_log.jsonl``):
 2. ``vae``     a small diffusers AutoencoderKL (64 px -> 4 x 16 x 16)
 3. ``judge``   the scene-attribute classifier used to score reconstructions
 4. ``decoder`` the unCLIP UNet on the VAE's latents, cross-attending to SceneCLIP hidden states
+5. ``mindeye`` MindEye for SimNSD subject 1 (hidden + prior, final-layer) and the low-level model
 
 Outputs land in ``<out>/clip``, ``<out>/decoder/{image_unet,vae,scheduler}`` (Versatile Diffusion's layout),
-``<out>/judge``; ``<out>/bundle.json`` gets their paths. Later stages load earlier ones from ``<out>``, so
+``<out>/judge``, ``<out>/mindeye/{hidden,final,lowlevel}.{safetensors,json}``; ``<out>/bundle.json`` gets
+their paths. Later stages load earlier ones from ``<out>``, so
 ``--stages decoder`` retrains only the decoder. ``--tiny`` builds toy-sized models in seconds (for tests).
 """
 from __future__ import annotations
@@ -21,7 +23,23 @@ import torch
 
 from .bundle import PROJECT_ROOT
 
-STAGES = ("clip", "vae", "judge", "decoder")
+STAGES = ("clip", "vae", "judge", "decoder", "mindeye")
+
+# The shipped MindEye models for SimNSD subject 1 (V1's recipe at laptop size). "hidden" maps to the 65 x 128
+# SceneCLIP hidden states (+ diffusion prior) for reconstruction; "final" to the 128-d final embedding.
+DEMO_MINDEYE = {
+    "hidden": dict(model_name="demo_hidden", hidden=True, prior=True, use_image_aug=False, batch_size=32,
+                   num_epochs=30, hidden_dim=512, n_blocks=2, proj_hidden=256, prior_depth=2, prior_heads=4,
+                   prior_dim_head=32, max_lr=1e-3, ckpt_interval=5, seed=42),
+    "final": dict(model_name="demo_final", hidden=False, prior=False, use_image_aug=False, batch_size=32,
+                  num_epochs=30, hidden_dim=512, n_blocks=2, proj_hidden=256, max_lr=1e-3, ckpt_interval=5, seed=42),
+}
+DEMO_LOWLEVEL = dict(model_name="demo_lowlevel", batch_size=32, num_epochs=30, hidden_dim=512, n_blocks=2,
+                     map_channels=32, upsampler_channels=(32, 32, 64), max_lr=1e-3, ckpt_interval=5, seed=42)
+TINY_MINDEYE = dict(num_epochs=1, hidden_dim=32, n_blocks=1, proj_hidden=16, prior_depth=1, prior_heads=2,
+                    prior_dim_head=8, batch_size=16)
+TINY_LOWLEVEL = dict(num_epochs=1, hidden_dim=32, n_blocks=1, map_channels=16, upsampler_channels=(16, 16, 32),
+                     batch_size=16)
 
 
 def _configs(tiny: bool, seed: int):
@@ -112,6 +130,27 @@ def build_demo(out: Path, stages=STAGES, work: Path | None = None, seed: int = 0
         (out / "decoder" / "train_meta.json").write_text(json.dumps(meta, indent=1))
         timings["decoder"] = time.time() - t0
         update_bundle(out, {"decoder": _rel(out / "decoder"), "vae": _rel(out / "decoder" / "vae")})
+    if "mindeye" in stages:
+        from .checkpoints import export_run
+        from .train import TrainConfig, train
+        from .train_lowlevel import LowLevelTrainConfig, train_lowlevel
+        t0 = time.time()
+        runs = work / "train_logs"
+        common = dict(bundle=str(out), out=str(runs), ckpt_every_s=1e9)
+        exported = {}
+        for name, kw in DEMO_MINDEYE.items():
+            kw = {**kw, **(TINY_MINDEYE if tiny else {}), **common}
+            train(TrainConfig(**kw), log=jlog)
+            meta = export_run(runs / kw["model_name"], out / "mindeye" / name)
+            exported[f"mindeye_{name}"] = _rel(out / "mindeye" / name)
+            log(f"mindeye {name}: {json.dumps(meta['val'])}")
+        kw = {**DEMO_LOWLEVEL, **(TINY_LOWLEVEL if tiny else {}), **common}
+        train_lowlevel(LowLevelTrainConfig(**kw), log=jlog)
+        meta = export_run(runs / kw["model_name"], out / "mindeye" / "lowlevel")
+        exported["lowlevel"] = _rel(out / "mindeye" / "lowlevel")
+        log(f"lowlevel: {json.dumps(meta['val'])}")
+        timings["mindeye"] = time.time() - t0
+        update_bundle(out, exported)
     summary = {"stages": list(stages), "seconds": {k: round(v, 1) for k, v in timings.items()},
                "total_seconds": round(sum(timings.values()), 1), "threads": torch.get_num_threads()}
     jlog(json.dumps({"build": summary}))

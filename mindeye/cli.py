@@ -229,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("build-demo", help="train the demo vision stack (SceneCLIP, VAE, judge, decoder) from scratch")
     b.add_argument("--out", default="assets/demo", help="bundle folder to write (default: assets/demo)")
-    b.add_argument("--stages", default="clip,vae,judge,decoder",
+    b.add_argument("--stages", default="clip,vae,judge,decoder,mindeye",
                    help="comma-separated stages to (re)build, in order (default: all)")
     b.add_argument("--work", default=None, help="scratch folder for logs and intermediates (default: cache/build)")
     b.add_argument("--seed", type=int, default=0, help="seed for every stage (default: 0)")

@@ -218,7 +218,8 @@ class Run:
         self.fingerprint = s.fingerprint()
         self.data_info = {"subject": cfg.subj, "n_voxels": int(s.n_voxels), "fingerprint": self.fingerprint,
                           "dataset": s.manifest.get("dataset", "?"),
-                          "simulator": {k: s.manifest.get(k) for k in ("simulator_version", "seed") if k in s.manifest}}
+                          "simulator": {k: v for k, v in s.manifest["subjects"][str(cfg.subj)].items()
+                                        if k in ("simulator_version", "seed")}}
         self.train_targets, self.test_targets = self.make_targets()
         self.data_info["target_shape"] = [int(d) for d in self.test_targets.shape[1:]]
         torch.manual_seed(cfg.seed)

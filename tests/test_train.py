@@ -139,3 +139,20 @@ def test_train_lowlevel_learns_vae_latents_and_reports_pixel_metrics(tiny_bundle
     ck = torch.load(tmp_path / "lo" / "last.pth", weights_only=False)
     assert ck["data"]["target_shape"] == [4, 16, 16]
     assert main([*args[:-2], "--use_cont"]) == 2  # no ConvNeXt here: a clear error, not a silent skip
+
+
+def test_exported_model_loads_and_refuses_other_data(tiny_bundle, tmp_path):
+    from mindeye.checkpoints import build_from_config, export_run, load_model
+    assert run(["--model_name", "e", "--num_epochs", "1"], tiny_bundle, tmp_path) == 0
+    meta = export_run(tmp_path / "e", tmp_path / "ship" / "hidden")
+    model, meta2 = load_model(tmp_path / "ship" / "hidden", expect={"subject": 1})
+    assert meta2["data"]["fingerprint"] == meta["data"]["fingerprint"]
+    ck = torch.load(tmp_path / "e" / "best.pth", weights_only=False)
+    v = torch.randn(2, meta["data"]["n_voxels"])
+    ref = build_from_config(ck["config"], ck["data"])
+    ref.load_state_dict(ck["model_state_dict"])
+    with torch.no_grad():  # fp16 shipping costs little
+        a, b = model.eval().voxel2clip(v)[1], ref.eval().voxel2clip(v)[1]
+    assert torch.allclose(a, b, atol=2e-2 * b.abs().max().item())
+    with pytest.raises(DataError, match="trained on n_voxels"):
+        load_model(tmp_path / "ship" / "hidden", expect={"n_voxels": 15724})

@@ -206,7 +206,8 @@ def test_build_demo_tiny_writes_a_loadable_bundle(tmp_path):
     from mindeye.models.decoder import UnclipDecoder
     from mindeye.models.judge import SceneJudge
     out = tmp_path / "demo"
-    assert main(["build-demo", "--tiny", "--out", str(out), "--work", str(tmp_path / "work"), "--workers", "0"]) == 0
+    assert main(["build-demo", "--tiny", "--out", str(out), "--work", str(tmp_path / "work"), "--workers", "0",
+                 "--stages", "clip,vae,judge,decoder"]) == 0
     models = json.loads((out / "bundle.json").read_text())["models"]
     assert {"clip", "decoder", "judge", "vae"} <= set(models)
     clip = SceneCLIP.load(out / "clip")
