@@ -2,7 +2,8 @@
 
 Stages (each seeded, with a progress bar, logged to ``<work>/build_log.jsonl``):
 
-1. ``clip``    SceneCLIP (open_clip, conv stem, word tokenizer, hard negative captions)
+1. ``clip``    SceneCLIP (open_clip, conv stem, word tokenizer, hard negative captions), then a shorter
+               second phase that adds linear shape / colour / background read-outs of the final embedding
 2. ``vae``     a small diffusers AutoencoderKL (64 px -> 4 x 16 x 16)
 3. ``judge``   the scene-attribute classifier used to score reconstructions
 4. ``decoder`` the unCLIP UNet on the VAE's latents, cross-attending to SceneCLIP hidden states
@@ -50,11 +51,14 @@ def _configs(tiny: bool, seed: int):
     if tiny:
         return {"clip": SceneCLIPTrainConfig(steps=3, batch_size=8, warmup=1, seed=seed, log_every=1,
                                              overrides={"vision_layers": 1, "text_layers": 1}),
+                "clip_phase2": SceneCLIPTrainConfig(steps=2, batch_size=8, warmup=1, seed=seed, log_every=1,
+                                                    aux_weight=1.0, start_step=3),
                 "vae": VAETrainConfig(steps=2, batch_size=4, seed=seed, log_every=1, block_out_channels=(16, 16, 32)),
                 "judge": JudgeTrainConfig(steps=2, batch_size=8, width=8, seed=seed, log_every=1),
                 "decoder": DecoderTrainConfig(steps=2, batch_size=4, seed=seed, log_every=1,
                                               block_out_channels=(32, 32, 64))}
     return {"clip": SceneCLIPTrainConfig(steps=450, warmup=40, seed=seed),
+            "clip_phase2": SceneCLIPTrainConfig(steps=150, warmup=10, lr=3e-4, seed=seed, aux_weight=1.0, start_step=450),
             "vae": VAETrainConfig(seed=seed), "judge": JudgeTrainConfig(seed=seed),
             "decoder": DecoderTrainConfig(seed=seed)}
 
@@ -102,6 +106,8 @@ def build_demo(out: Path, stages=STAGES, work: Path | None = None, seed: int = 0
     if "clip" in stages:
         t0 = time.time()
         clip = train_scene_clip(cfgs["clip"], log=jlog, workers=workers)
+        clip.save(work / "clip_phase1")
+        clip = train_scene_clip(cfgs["clip_phase2"], log=jlog, workers=workers, init=clip)
         clip.save(out / "clip")
         timings["clip"] = time.time() - t0
         update_bundle(out, {"clip": _rel(out / "clip")})

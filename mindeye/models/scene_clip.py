@@ -237,6 +237,32 @@ class SceneCLIPTrainConfig:
     seed: int = 0
     log_every: int = 20
     overrides: dict | None = None  # smaller towers for tests, e.g. {"vision_layers": 1}
+    # phase 2 ("attribute anchoring"): continue from a trained model, adding a linear read-out of each object's
+    # shape and colour (and the background) from the final embedding, trained jointly with the contrastive loss
+    aux_weight: float = 0.0
+    start_step: int = 0  # continue the scene stream here (fresh scenes for a second phase)
+
+
+class AttributeHeads(nn.Module):
+    """Linear read-outs from the final embedding: shape and colour per object slot (+'none'), background."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        k = S.MAX_OBJECTS
+        self.shape = nn.Linear(dim, k * (len(S.SHAPES) + 1))
+        self.colour = nn.Linear(dim, k * (len(S.COLOUR_NAMES) + 1))
+        self.background = nn.Linear(dim, len(S.BACKGROUNDS))
+
+    def loss(self, emb: torch.Tensor, lab: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        b, k = emb.shape[0], S.MAX_OBJECTS
+        x = emb * 10  # unit-norm embeddings; a fixed gain keeps the linear heads well scaled
+        shape = self.shape(x).view(b * k, -1)
+        colour = self.colour(x).view(b * k, -1)
+        st, ct = (lab["shape"].long() + 1).flatten(), (lab["colour"].long() + 1).flatten()
+        loss = F.cross_entropy(shape, st) + F.cross_entropy(colour, ct) + F.cross_entropy(
+            self.background(x), lab["background"].long())
+        acc = (shape.view(b, k, -1)[:, 0].argmax(-1) == st.view(b, k)[:, 0]).float().mean()
+        return loss, acc
 
 
 class _Collate:
@@ -246,7 +272,8 @@ class _Collate:
     def __call__(self, scenes, images, captions, labels, step):
         rng = random.Random(self.seed * 1_000_003 + step)
         negs = [hard_negative(s, rng) for s in scenes]
-        return to_model_input(images), self.tokenizer(captions), self.tokenizer(negs)
+        lab = {k: torch.as_tensor(labels[k]) for k in ("shape", "colour", "background")}
+        return to_model_input(images), self.tokenizer(captions), self.tokenizer(negs), lab
 
 
 def lr_at(step: int, steps: int, warmup: int, lr: float) -> float:
@@ -265,36 +292,50 @@ def clip_loss(img, pos, neg, logit_scale):
         (img * pos).sum(-1) > (img * neg).sum(-1)).float().mean()
 
 
-def train_scene_clip(cfg: SceneCLIPTrainConfig, log=print, workers: int = 1) -> SceneCLIP:
-    torch.manual_seed(cfg.seed)
-    tok = WordTokenizer.for_scenes()
-    model, mcfg = build_model(tok.vocab_size, **(cfg.overrides or {}))
-    clip = SceneCLIP(model, tok, mcfg, meta={"train": asdict(cfg)})
+def train_scene_clip(cfg: SceneCLIPTrainConfig, log=print, workers: int = 1, init: SceneCLIP | None = None) -> SceneCLIP:
+    """Contrastive training from scratch, or (``init`` + ``aux_weight``) a second phase from a trained model."""
+    torch.manual_seed(cfg.seed + cfg.start_step)
+    if init is None:
+        tok = WordTokenizer.for_scenes()
+        model, mcfg = build_model(tok.vocab_size, **(cfg.overrides or {}))
+        clip = SceneCLIP(model, tok, mcfg, meta={"train": [asdict(cfg)]})
+    else:
+        clip, model, tok = init, init.model, init.tokenizer
+        clip.meta.setdefault("train", []).append(asdict(cfg))
+    heads = AttributeHeads(clip.embed_dim)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0}],
-                            lr=cfg.lr, betas=(0.9, 0.98))
-    stream = SceneStream(cfg.batch_size, cfg.steps, _Collate(tok, cfg.seed), seed=cfg.seed)
-    model.train()
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0}]
+    if cfg.aux_weight:
+        groups.append({"params": list(heads.parameters()), "weight_decay": 0})
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98))
+    total = cfg.start_step + cfg.steps
+    stream = SceneStream(cfg.batch_size, total, _Collate(tok, cfg.seed), seed=cfg.seed, start_step=cfg.start_step)
+    clip.train()
     t0, hist = time.time(), []
     from tqdm import tqdm
     bar = tqdm(loader(stream, workers), total=cfg.steps, desc="SceneCLIP", unit="step", mininterval=5)
-    for step, (x, pos_t, neg_t) in enumerate(bar):
+    for step, (x, pos_t, neg_t, lab) in enumerate(bar):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg.steps, cfg.warmup, cfg.lr)
         img = F.normalize(model.encode_image(clip.preprocess(x)), dim=-1)
         txt = F.normalize(model.encode_text(torch.cat([pos_t, neg_t])), dim=-1)
         loss, hn_acc = clip_loss(img, txt[: len(x)], txt[len(x):], model.logit_scale)
+        aux_acc = torch.tensor(float("nan"))
+        if cfg.aux_weight:
+            aux, aux_acc = heads.loss(img, lab)
+            loss = loss + cfg.aux_weight * aux
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        hist.append((loss.item(), hn_acc.item()))
+        hist.append((loss.item(), hn_acc.item(), aux_acc.item()))
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            l, a = np.mean(hist[-cfg.log_every:], axis=0)
+            l, a, s = np.mean(hist[-cfg.log_every:], axis=0)
             bar.set_postfix(loss=f"{l:.3f}", hardneg=f"{a:.2f}")
-            log(json.dumps({"model": "clip", "step": step + 1, "loss": round(float(l), 4),
-                            "hard_negative_acc": round(float(a), 3), "lr": opt.param_groups[0]["lr"],
-                            "elapsed_s": round(time.time() - t0, 1)}))
-    clip.meta["train_seconds"] = round(time.time() - t0, 1)
+            log(json.dumps({"model": "clip", "phase": len(clip.meta["train"]), "step": step + 1,
+                            "loss": round(float(l), 4), "hard_negative_acc": round(float(a), 3),
+                            "train_shape_acc": None if np.isnan(s) else round(float(s), 3),
+                            "lr": opt.param_groups[0]["lr"], "elapsed_s": round(time.time() - t0, 1)}))
+    clip.meta["train_seconds"] = round(clip.meta.get("train_seconds", 0) + time.time() - t0, 1)
     return clip.eval()

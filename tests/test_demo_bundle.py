@@ -1,0 +1,59 @@
+"""The shipped demo bundle (assets/demo): loadable, within budget, and still matched to the simulator.
+
+Shipped weights decode one simulated subject; if the simulator changes that subject (voxel layout, trial
+schedule, images), these tests fail instead of the demo silently decoding noise. Rebuild with
+``python -m mindeye build-demo`` after changing the simulator (and bump SIMULATOR_VERSION).
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mindeye.bundle import DEMO_BUNDLE, PROJECT_ROOT, Bundle
+
+BUDGET_MB = 60
+bundle = Bundle.load(DEMO_BUNDLE)
+shipped = sorted((DEMO_BUNDLE / "mindeye").glob("*.json")) if (DEMO_BUNDLE / "mindeye").exists() else []
+
+
+def test_bundle_fits_the_size_budget():
+    total = sum(p.stat().st_size for p in DEMO_BUNDLE.rglob("*") if p.is_file())
+    assert total <= BUDGET_MB * 2 ** 20, f"assets/demo is {total / 2**20:.1f} MB, budget {BUDGET_MB} MB"
+
+
+def test_bundle_paths_exist():
+    for key, rel in bundle.models.items():
+        assert (PROJECT_ROOT / rel).exists() or (PROJECT_ROOT / rel).with_suffix(".json").exists(), key
+
+
+@pytest.mark.skipif("clip" not in bundle.models or "decoder" not in bundle.models, reason="vision stack not shipped")
+def test_shipped_vision_stack_shapes_fit_together():
+    from mindeye.models.decoder import UnclipDecoder
+    from mindeye.models.scene_clip import SceneCLIP
+    clip = SceneCLIP.load(PROJECT_ROOT / bundle.models["clip"])
+    dec = UnclipDecoder.from_pretrained(PROJECT_ROOT / bundle.models["decoder"])
+    assert dec.unet.config.cross_attention_dim == clip.embed_dim
+    for js in shipped:
+        meta = json.loads(js.read_text())
+        if meta["data"].get("clip_variant") == "SceneCLIP" and meta["config"]["hidden"]:
+            assert meta["data"]["target_shape"] == list(clip.hidden_shape)
+
+
+@pytest.mark.parametrize("js", shipped, ids=[p.stem for p in shipped])
+def test_shipped_mindeye_models_match_the_simulator(js):
+    from mindeye.data.simnsd import SIMULATOR_VERSION, SimConfig, expected_fingerprint
+    data = json.loads(js.read_text())["data"]
+    assert data["dataset"] == "SimNSD"
+    assert data["simulator"]["simulator_version"] == SIMULATOR_VERSION, (
+        f"{js.name} was trained on simulator {data['simulator']['simulator_version']}, this is {SIMULATOR_VERSION}")
+    assert data["subject"] == bundle.subject
+    fp = expected_fingerprint(SimConfig(subj=data["subject"], seed=data["simulator"]["seed"]))
+    assert fp == data["fingerprint"], f"{js.name}: the simulator no longer reproduces the subject it was trained on"
+
+
+@pytest.mark.parametrize("js", shipped, ids=[p.stem for p in shipped])
+def test_shipped_mindeye_models_load(js):
+    from mindeye.checkpoints import load_model
+    model, meta = load_model(js.with_suffix(""), expect={"subject": bundle.subject})
+    assert sum(p.numel() for p in model.parameters()) > 0
