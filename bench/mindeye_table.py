@@ -31,7 +31,7 @@ from mindeye.data.canonical import load_subject  # noqa: E402
 from mindeye.data.simnsd import SimConfig, simulate  # noqa: E402
 from mindeye.metrics import n_way_top1  # noqa: E402
 from mindeye.models.scene_clip import SceneCLIP  # noqa: E402
-from mindeye.train import TrainConfig, clip_targets, train  # noqa: E402
+from mindeye.train import TrainConfig, clip_targets, file_sha256, train  # noqa: E402
 
 
 def epoch_speed(metrics_path: Path) -> tuple[float, float]:
@@ -59,7 +59,7 @@ def main():
         train_ids = np.unique(s.image_id[s.trials("train")])
         _, test_ids = s.averaged("test")
         cache = PROJECT_ROOT / "cache" / "clip_targets"
-        tag = f"{s.fingerprint()}_SceneCLIP_hidden"
+        tag = f"{s.fingerprint()}_SceneCLIP{file_sha256(clip.folder / 'model.safetensors')[:8]}_hidden"
         trn = clip_targets(clip, s.images(train_ids), True, True, cache, f"{tag}_train_aug0")[:, 0]
         tst = clip_targets(clip, s.images(test_ids), True, True, cache, f"{tag}_test")[:, 0]
         t0 = time.time()

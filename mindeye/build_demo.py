@@ -81,7 +81,7 @@ def update_bundle(out: Path, models: dict) -> None:
 
 
 def build_demo(out: Path, stages=STAGES, work: Path | None = None, seed: int = 0, tiny: bool = False,
-               workers: int = 1, log=print) -> dict:
+               workers: int = 1, log=print, mindeye_parts=("hidden", "final", "lowlevel")) -> dict:
     from .models import autoencoder as AE
     from .models.decoder import UnclipDecoder, train_decoder
     from .models.judge import train_judge
@@ -145,16 +145,20 @@ def build_demo(out: Path, stages=STAGES, work: Path | None = None, seed: int = 0
         common = dict(bundle=str(out), out=str(runs), ckpt_every_s=1e9)
         exported = {}
         for name, kw in DEMO_MINDEYE.items():
+            if name not in mindeye_parts:
+                continue
             kw = {**kw, **(TINY_MINDEYE if tiny else {}), **common}
             train(TrainConfig(**kw), log=jlog)
             meta = export_run(runs / kw["model_name"], out / "mindeye" / name)
             exported[f"mindeye_{name}"] = _rel(out / "mindeye" / name)
             log(f"mindeye {name}: {json.dumps(meta['val'])}")
-        kw = {**DEMO_LOWLEVEL, **(TINY_LOWLEVEL if tiny else {}), **common}
-        train_lowlevel(LowLevelTrainConfig(**kw), log=jlog)
-        meta = export_run(runs / kw["model_name"], out / "mindeye" / "lowlevel")
-        exported["lowlevel"] = _rel(out / "mindeye" / "lowlevel")
-        log(f"lowlevel: {json.dumps(meta['val'])}")
+        if "lowlevel" in mindeye_parts:
+            vae_dir = out / "decoder" / "vae" if (out / "decoder" / "vae").exists() else work / "vae"
+            kw = {**DEMO_LOWLEVEL, **(TINY_LOWLEVEL if tiny else {}), **common, "vae_path": str(vae_dir.resolve())}
+            train_lowlevel(LowLevelTrainConfig(**kw), log=jlog)
+            meta = export_run(runs / kw["model_name"], out / "mindeye" / "lowlevel")
+            exported["lowlevel"] = _rel(out / "mindeye" / "lowlevel")
+            log(f"lowlevel: {json.dumps(meta['val'])}")
         timings["mindeye"] = time.time() - t0
         update_bundle(out, exported)
     summary = {"stages": list(stages), "seconds": {k: round(v, 1) for k, v in timings.items()},

@@ -100,6 +100,15 @@ def cpu_supports_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def file_sha256(path: Path) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
 def resolve_precision(requested: str, device_type: str) -> str:
     """'auto': fp16 on CUDA (as V1), bf16 on CPUs with native bf16 (else emulation makes it ~50x slower)."""
     if requested != "auto":
@@ -267,8 +276,11 @@ class Run:
         cfg, s = self.cfg, self.subject
         embedder = load_embedder(self.variant, self.bundle, cfg.vd_cache_dir)
         self.data_info["clip_variant"] = self.variant
+        if self.variant == "SceneCLIP":  # targets change whenever the CLIP is retrained
+            self.data_info["clip_sha256"] = file_sha256(Path(embedder.folder) / "model.safetensors")
         cache = Path(os.environ.get("MINDEYE_CACHE_DIR", PROJECT_ROOT / "cache")) / "clip_targets"
-        tag = f"{self.fingerprint}_{self.variant.replace('/', '-')}_{'hidden' if cfg.hidden else 'final'}"
+        tag = (f"{self.fingerprint}_{self.variant.replace('/', '-')}{self.data_info.get('clip_sha256', '')[:8]}_"
+               f"{'hidden' if cfg.hidden else 'final'}")
         train = clip_targets(embedder, s.images(self.train_ids), cfg.hidden, cfg.norm_embs, cache,
                              f"{tag}_train_aug{int(cfg.use_image_aug)}", cfg.use_image_aug, cfg.n_aug_views,
                              log=self.log)

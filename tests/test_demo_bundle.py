@@ -34,10 +34,14 @@ def test_shipped_vision_stack_shapes_fit_together():
     clip = SceneCLIP.load(PROJECT_ROOT / bundle.models["clip"])
     dec = UnclipDecoder.from_pretrained(PROJECT_ROOT / bundle.models["decoder"])
     assert dec.unet.config.cross_attention_dim == clip.embed_dim
+    from mindeye.train import file_sha256
+    sha = file_sha256(PROJECT_ROOT / bundle.models["clip"] / "model.safetensors")
     for js in shipped:
         meta = json.loads(js.read_text())
-        if meta["data"].get("clip_variant") == "SceneCLIP" and meta["config"]["hidden"]:
-            assert meta["data"]["target_shape"] == list(clip.hidden_shape)
+        if meta["data"].get("clip_variant") == "SceneCLIP":
+            assert meta["data"]["clip_sha256"] == sha, f"{js.name} was trained on another SceneCLIP: retrain it"
+            if meta["config"]["hidden"]:
+                assert meta["data"]["target_shape"] == list(clip.hidden_shape)
 
 
 @pytest.mark.parametrize("js", shipped, ids=[p.stem for p in shipped])

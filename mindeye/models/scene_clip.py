@@ -197,7 +197,9 @@ class SceneCLIP(nn.Module):
         except RuntimeError as e:
             raise DataError(f"{folder / 'model.safetensors'}: weights do not fit the config ({str(e)[:300]})") from e
         meta = json.loads((folder / "meta.json").read_text()) if (folder / "meta.json").exists() else {}
-        return cls(model, tok, cfg, meta).to(device).eval()
+        clip = cls(model, tok, cfg, meta).to(device).eval()
+        clip.folder = folder
+        return clip
 
 
 # ------------------------------------------------------------------ hard negatives
