@@ -169,9 +169,8 @@ def clip_targets(embedder, images: np.ndarray, hidden: bool, norm_embs: bool, ca
         parts = []
         for i in tqdm(range(0, len(v), batch), desc="CLIP targets", leave=False):
             x = v[i:i + batch]
-            t = embedder.hidden(x) if hidden else embedder.final(x)[:, None]
-            if not norm_embs and hidden:
-                t = t  # hidden states are CLS-norm normalised by the embedder (VD convention)
+            # norm_embs: hidden tokens divided by the CLS norm (VD), final embeddings L2-normalised
+            t = embedder.hidden(x, normalize=norm_embs) if hidden else embedder.final(x, normalize=norm_embs)[:, None]
             parts.append(t.float().cpu())
         out.append(torch.cat(parts))
     targets = torch.stack(out, 1)
@@ -280,7 +279,7 @@ class Run:
             self.data_info["clip_sha256"] = file_sha256(Path(embedder.folder) / "model.safetensors")
         cache = Path(os.environ.get("MINDEYE_CACHE_DIR", PROJECT_ROOT / "cache")) / "clip_targets"
         tag = (f"{self.fingerprint}_{self.variant.replace('/', '-')}{self.data_info.get('clip_sha256', '')[:8]}_"
-               f"{'hidden' if cfg.hidden else 'final'}")
+               f"{'hidden' if cfg.hidden else 'final'}{'' if cfg.norm_embs else '_raw'}")
         train = clip_targets(embedder, s.images(self.train_ids), cfg.hidden, cfg.norm_embs, cache,
                              f"{tag}_train_aug{int(cfg.use_image_aug)}", cfg.use_image_aug, cfg.n_aug_views,
                              log=self.log)
@@ -365,7 +364,7 @@ class Run:
             loss_prior = torch.zeros((), device=vox.device)
             if cfg.prior:
                 prior = model.module if hasattr(model, "module") else model
-                loss_prior = prior.loss(backbone, target * (1 if cfg.norm_embs else 1))
+                loss_prior = prior.loss(backbone, target)
             loss = loss_nce + self.prior_mult * loss_prior
         self.opt.zero_grad(set_to_none=True)
         self.acc.backward(loss)

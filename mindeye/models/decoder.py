@@ -131,7 +131,7 @@ class UnclipDecoder:
 
 @dataclass
 class DecoderTrainConfig:
-    steps: int = 1000
+    steps: int = 600
     batch_size: int = 32
     lr: float = 1e-3
     cond_drop: float = 0.1

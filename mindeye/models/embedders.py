@@ -67,16 +67,17 @@ class HFClipEmbedder:
         return (c.image_size // c.patch_size) ** 2 + 1, c.projection_dim
 
     @torch.no_grad()
-    def hidden(self, images) -> torch.Tensor:
+    def hidden(self, images, normalize: bool = True) -> torch.Tensor:
         x = _prep(images, self.image_size, OPENAI_MEAN, OPENAI_STD, self.device, self.dtype)
         out = self.model.vision_model(pixel_values=x)
         tokens = self.model.visual_projection(self.model.vision_model.post_layernorm(out.last_hidden_state))
-        return normalize_hidden(tokens).float()
+        return (normalize_hidden(tokens) if normalize else tokens).float()
 
     @torch.no_grad()
-    def final(self, images) -> torch.Tensor:
+    def final(self, images, normalize: bool = True) -> torch.Tensor:
         x = _prep(images, self.image_size, OPENAI_MEAN, OPENAI_STD, self.device, self.dtype)
-        return F.normalize(self.model(pixel_values=x).image_embeds.float(), dim=-1)
+        e = self.model(pixel_values=x).image_embeds.float()
+        return F.normalize(e, dim=-1) if normalize else e
 
 
 class OpenClipEmbedder:
@@ -96,11 +97,13 @@ class OpenClipEmbedder:
         return cls(model, device, dtype)
 
     @torch.no_grad()
-    def hidden(self, images) -> torch.Tensor:
+    def hidden(self, images, normalize: bool = True) -> torch.Tensor:
         x = _prep(images, self.image_size, OPENAI_MEAN, OPENAI_STD, self.device, self.dtype)
-        return normalize_hidden(open_clip_tokens(self.visual, x)).float()
+        t = open_clip_tokens(self.visual, x)
+        return (normalize_hidden(t) if normalize else t).float()
 
     @torch.no_grad()
-    def final(self, images) -> torch.Tensor:
+    def final(self, images, normalize: bool = True) -> torch.Tensor:
         x = _prep(images, self.image_size, OPENAI_MEAN, OPENAI_STD, self.device, self.dtype)
-        return F.normalize(self.model.encode_image(x).float(), dim=-1)
+        e = self.model.encode_image(x).float()
+        return F.normalize(e, dim=-1) if normalize else e

@@ -155,12 +155,14 @@ class SceneCLIP(nn.Module):
         from .embedders import open_clip_tokens
         return open_clip_tokens(self.model.visual, x)
 
-    def hidden(self, images) -> torch.Tensor:
+    def hidden(self, images, normalize: bool = True) -> torch.Tensor:
         from .embedders import normalize_hidden
-        return normalize_hidden(self.tokens(self.preprocess(images)))
+        t = self.tokens(self.preprocess(images))
+        return normalize_hidden(t) if normalize else t
 
-    def final(self, images) -> torch.Tensor:
-        return F.normalize(self.model.encode_image(self.preprocess(images)), dim=-1)
+    def final(self, images, normalize: bool = True) -> torch.Tensor:
+        e = self.model.encode_image(self.preprocess(images))
+        return F.normalize(e, dim=-1) if normalize else e
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         return F.normalize(self.model.encode_text(self.tokenizer(texts).to(self.mean.device)), dim=-1)
