@@ -30,12 +30,12 @@ STAGES = ("clip", "vae", "judge", "decoder", "mindeye")
 # SceneCLIP hidden states (+ diffusion prior) for reconstruction; "final" to the 128-d final embedding.
 DEMO_MINDEYE = {
     "hidden": dict(model_name="demo_hidden", hidden=True, prior=True, use_image_aug=False, batch_size=32,
-                   num_epochs=30, hidden_dim=512, n_blocks=2, proj_hidden=256, prior_depth=2, prior_heads=4,
+                   num_epochs=10, hidden_dim=512, n_blocks=2, proj_hidden=256, prior_depth=2, prior_heads=4,
                    prior_dim_head=32, max_lr=1e-3, ckpt_interval=5, seed=42),
     "final": dict(model_name="demo_final", hidden=False, prior=False, use_image_aug=False, batch_size=32,
-                  num_epochs=30, hidden_dim=512, n_blocks=2, proj_hidden=256, max_lr=1e-3, ckpt_interval=5, seed=42),
+                  num_epochs=10, hidden_dim=512, n_blocks=2, proj_hidden=256, max_lr=1e-3, ckpt_interval=5, seed=42),
 }
-DEMO_LOWLEVEL = dict(model_name="demo_lowlevel", batch_size=32, num_epochs=30, hidden_dim=512, n_blocks=2,
+DEMO_LOWLEVEL = dict(model_name="demo_lowlevel", batch_size=32, num_epochs=10, hidden_dim=512, n_blocks=2,
                      map_channels=32, upsampler_channels=(32, 32, 64), max_lr=1e-3, ckpt_interval=5, seed=42)
 TINY_MINDEYE = dict(num_epochs=1, hidden_dim=32, n_blocks=1, proj_hidden=16, prior_depth=1, prior_heads=2,
                     prior_dim_head=8, batch_size=16)
