@@ -53,19 +53,25 @@ def _build_demo(args) -> int:
     return 0
 
 
-def _train(args) -> int:
+def train_config_from_args(args):
+    """TrainConfig from parsed flags; a preset fills in what the command line left at its default."""
     import dataclasses
 
-    from .train import PRESETS, TrainConfig, train
+    from .train import PRESETS, TrainConfig
 
     values = {k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
     if args.preset:
-        # a preset fills in what the command line left at its default
         defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
         for k, v in PRESETS[args.preset].items():
             if values.get(k) == defaults.get(k):
                 values[k] = v
-    train(TrainConfig(**values))
+    return TrainConfig(**values)
+
+
+def _train(args) -> int:
+    from .train import train
+
+    train(train_config_from_args(args))
     return 0
 
 

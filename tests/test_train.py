@@ -156,3 +156,12 @@ def test_exported_model_loads_and_refuses_other_data(tiny_bundle, tmp_path):
     assert torch.allclose(a, b, atol=2e-2 * b.abs().max().item())
     with pytest.raises(DataError, match="trained on n_voxels"):
         load_model(tmp_path / "ship" / "hidden", expect={"n_voxels": 15724})
+
+
+def test_demo_preset_fills_defaults_but_not_explicit_flags():
+    from mindeye.cli import build_parser, train_config_from_args
+    cfg = train_config_from_args(build_parser().parse_args(["train", "--preset", "demo", "--num_epochs", "3"]))
+    assert cfg.num_epochs == 3  # explicit flag wins
+    assert cfg.hidden is False and cfg.prior is False and cfg.hidden_dim == 512 and cfg.log_every == 5
+    plain = train_config_from_args(build_parser().parse_args(["train"]))
+    assert plain.num_epochs == 240 and plain.hidden and plain.prior and plain.max_lr == 3e-4  # V1 defaults
