@@ -15,9 +15,16 @@ from .data.errors import DataError
 
 
 def build_from_config(cfg: dict, data: dict):
-    """BrainNetwork (or DiffusionPrior wrapping it) from a run's config and data info."""
+    """BrainNetwork (or DiffusionPrior wrapping it), or the low-level Voxel2VAE, from a run's config and data."""
     from .models.prior import DiffusionPrior, PriorConfig
     from .models.voxel2clip import BrainNetwork, Voxel2ClipConfig
+    if "upsampler_channels" in cfg:  # a train-lowlevel run: voxels -> VAE latents [C, H, W]
+        from .models.lowlevel import LowLevelConfig, Voxel2VAE
+        c, h, _ = data["target_shape"]
+        up = tuple(cfg["upsampler_channels"])
+        return Voxel2VAE(LowLevelConfig(n_voxels=data["n_voxels"], hidden=cfg["hidden_dim"], n_blocks=cfg["n_blocks"],
+                                        use_cont=False, map_channels=cfg["map_channels"], map_size=h // 4,
+                                        block_out_channels=up, norm_num_groups=min(32, min(up)), latent_channels=c))
     tokens, dim = data["target_shape"]
     v2c = BrainNetwork(Voxel2ClipConfig(n_voxels=data["n_voxels"], hidden=cfg["hidden_dim"], n_blocks=cfg["n_blocks"],
                                         clip_tokens=tokens, clip_dim=dim, use_projector=cfg["use_projector"],

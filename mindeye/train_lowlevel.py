@@ -11,6 +11,7 @@ offline; asking for it says so instead of silently training without it.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass
@@ -110,13 +111,8 @@ class LowLevelRun(Run):
         return out[0][:, None], out[1]
 
     def build_model(self):
-        from .models.lowlevel import LowLevelConfig, Voxel2VAE
-        c, h, w = self.data_info["target_shape"]
-        cfg = self.cfg
-        return Voxel2VAE(LowLevelConfig(n_voxels=self.subject.n_voxels, hidden=cfg.hidden_dim, n_blocks=cfg.n_blocks,
-                                        use_cont=False, map_channels=cfg.map_channels, map_size=h // 4,
-                                        block_out_channels=tuple(cfg.upsampler_channels),
-                                        norm_num_groups=min(32, min(cfg.upsampler_channels)), latent_channels=c))
+        from .checkpoints import build_from_config
+        return build_from_config(dataclasses.asdict(self.cfg), self.data_info)
 
     def _decode(self, latents):
         return ((self.vae.decode(latents / self.vae.config.scaling_factor).sample + 1) / 2).clamp(0, 1)

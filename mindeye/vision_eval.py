@@ -88,7 +88,8 @@ def recon_grid(originals: torch.Tensor, recons: torch.Tensor, path, n: int = 12,
         top.imshow(originals[k].permute(1, 2, 0).numpy())
         bot.imshow(r[k].permute(1, 2, 0).numpy())
         if captions is not None:
-            top.set_title(captions[k], fontsize=6, wrap=True)
+            import textwrap
+            top.set_title("\n".join(textwrap.wrap(captions[k], 32)), fontsize=5.5)
         if k % cols == 0:
             top.text(-8, size / 2, "original", rotation=90, va="center", ha="right", fontsize=8)
             bot.text(-8, size / 2, "recon", rotation=90, va="center", ha="right", fontsize=8)
