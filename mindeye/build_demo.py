@@ -83,7 +83,7 @@ def update_bundle(out: Path, models: dict) -> None:
 def build_demo(out: Path, stages=STAGES, work: Path | None = None, seed: int = 0, tiny: bool = False,
                workers: int = 1, log=print, mindeye_parts=("hidden", "final", "lowlevel")) -> dict:
     from .models import autoencoder as AE
-    from .models.decoder import UnclipDecoder, train_decoder
+    from .models.decoder import train_decoder
     from .models.judge import train_judge
     from .models.scene_clip import SceneCLIP, train_scene_clip
 

@@ -17,12 +17,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .bundle import PROJECT_ROOT
 from .data.errors import DataError
+from .models import autoencoder as AE
 from .train import Run, TrainConfig
 
 
@@ -101,7 +101,7 @@ class LowLevelRun(Run):
                 with torch.no_grad():
                     for i in range(0, len(ids), 128):
                         x = to_model_input(self.subject.images(ids[i:i + 128]), self.pixel_size)
-                        parts.append(self.vae.encode(x * 2 - 1).latent_dist.mean * self.vae.config.scaling_factor)
+                        parts.append(AE.encode(self.vae, x))
                 lat = torch.cat(parts)
                 cache.mkdir(parents=True, exist_ok=True)
                 atomic_save(lat, path, torch.save)
@@ -115,7 +115,7 @@ class LowLevelRun(Run):
         return build_from_config(dataclasses.asdict(self.cfg), self.data_info)
 
     def _decode(self, latents):
-        return ((self.vae.decode(latents / self.vae.config.scaling_factor).sample + 1) / 2).clamp(0, 1)
+        return AE.decode(self.vae, latents)
 
     def train_step(self, vox, target, epoch, g):
         cfg = self.cfg

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import torch
 
-from .data.stream import VISION_ID_BASE, VISION_SIZE, render_batch, to_model_input
+from .data.stream import VISION_ID_BASE, render_batch, to_model_input
 from .metrics import pixcorr, ssim, top1_identification, two_way_identification
 from .models.judge import judge_scores
 

@@ -124,7 +124,6 @@ def test_train_help_keeps_the_seed_flags(capsys):
 
 
 def test_train_lowlevel_learns_vae_latents_and_reports_pixel_metrics(tiny_bundle, tmp_path):
-    from diffusers import AutoencoderKL
     from mindeye.cli import main
     from mindeye.models.autoencoder import build_vae
     torch.manual_seed(0)

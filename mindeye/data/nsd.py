@@ -23,7 +23,6 @@ import tarfile
 from collections import defaultdict
 from pathlib import Path
 
-import h5py
 import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm

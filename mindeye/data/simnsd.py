@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from . import canonical, scenes
 from .cortex import AREAS, ROIConfig, build_visual_cortex
 from .encoding import EncodingModel
-from ..metrics import N_DRAWS, N_WAY  # noqa: F401  (the paper's retrieval protocol)
+from ..metrics import N_WAY
 from ..metrics import n_way_scores as n_way_top1
 
 SIMULATOR_VERSION = "1.0"

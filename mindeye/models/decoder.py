@@ -66,10 +66,6 @@ class UnclipDecoder:
             self.scheduler.save_pretrained(tmp / "scheduler")
 
     @property
-    def cond_shape(self) -> tuple[int, int] | None:
-        return None, self.unet.config.cross_attention_dim
-
-    @property
     def latent_shape(self) -> tuple[int, int, int]:
         s = self.unet.config.sample_size
         return self.unet.config.in_channels, s, s

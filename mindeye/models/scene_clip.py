@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from ..data import scenes as S
 from ..data.errors import DataError
-from ..data.stream import VISION_SIZE, SceneStream, loader, to_model_input
+from ..data.stream import SceneStream, loader, to_model_input
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 SCENE_CLIP_MODEL = "SceneCLIP-ViT-Conv8-64"
