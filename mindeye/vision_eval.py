@@ -60,9 +60,16 @@ def evaluate_decoder(clip, decoder, judge, n_test: int = 300, steps: int = 20, g
     seconds = time.time() - t0
     j_orig = judge_scores(judge.predict(x), lab)
     j_rec = judge_scores(judge.predict(recons), lab)
+    # the decoder's ceiling: what survives the VAE alone (encode -> decode of the originals)
+    from .models import autoencoder as AE
+    def through_vae(b):
+        b = b.to(decoder.device, decoder.dtype)
+        return AE.decode(decoder.vae, AE.encode(decoder.vae, b)).float().cpu()
+    vae_rec = _batched(through_vae, x)
+    j_vae = judge_scores(judge.predict(vae_rec), lab)
     f_rec, f_orig = _batched(clip.final, recons), _batched(clip.final, x)
     m = {"n": n_test, "steps": steps, "guidance_scale": guidance_scale,
-         "judge_on_recons": j_rec, "judge_on_originals": j_orig,
+         "judge_on_recons": j_rec, "judge_on_originals": j_orig, "judge_on_vae_recons": j_vae,
          "clip_top1_of_n": top1_identification(f_rec, f_orig),
          "clip_2way": two_way_identification(f_rec, f_orig),
          "pixcorr": pixcorr(recons, originals), "ssim": ssim(recons, originals),

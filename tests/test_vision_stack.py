@@ -218,3 +218,30 @@ def test_build_demo_tiny_writes_a_loadable_bundle(tmp_path):
     assert {r.get("model") for r in log} >= {"clip", "vae", "judge", "decoder"}
     with pytest.raises(SystemExit, match="unknown stage"):
         main(["build-demo", "--tiny", "--out", str(out), "--stages", "clip,bogus"])
+
+
+def test_scene_bank_renders_the_stream_scenes_and_caches_them(tmp_path):
+    from mindeye.data.stream import VISION_ID_BASE, SceneBank
+    bank = SceneBank.build(6, seed=0, cache_dir=tmp_path, workers=1, chunk=4)
+    assert bank.images.shape == (6, 64, 64, 3) and bank.images.dtype == np.uint8
+    _, img, caps, lab = render_batch(VISION_ID_BASE + np.arange(6), 0)
+    # the bank holds exactly what the live stream would feed a model (64 px, up to uint8 rounding)
+    assert np.abs(bank.images.astype(int) - (to_model_input(img) * 255).round().permute(0, 2, 3, 1).numpy()).max() <= 1
+    scenes, images, captions, labels = bank.batch(np.array([1, 4]))
+    assert captions == [caps[1], caps[4]] and (labels["shape"] == lab["shape"][[1, 4]]).all()
+    cached = list(tmp_path.glob("scene_bank_*.npy"))
+    assert len(cached) == 1
+    again = SceneBank.build(6, seed=0, cache_dir=tmp_path, workers=1)  # read back, not re-rendered
+    assert np.array_equal(again.images, bank.images)
+
+
+def test_stream_over_a_bank_visits_every_scene_once_per_epoch():
+    from mindeye.data.stream import SceneBank, SceneStream
+    bank = SceneBank(np.zeros((10, 64, 64, 3), np.uint8), first_id=0, seed=0)
+    stream = SceneStream(5, 6, lambda scenes, images, captions, labels, step: [s.image_id for s in scenes], bank=bank)
+    batches = list(stream)
+    assert sorted(batches[0] + batches[1]) == list(range(10)) and sorted(batches[2] + batches[3]) == list(range(10))
+    assert batches[:2] != batches[2:4]  # a fresh permutation each epoch
+    assert list(SceneStream(5, 6, stream.collate, bank=bank, start_step=2)) == batches[2:]  # resumable by step
+    with pytest.raises(ValueError, match="cannot fill batches"):
+        list(SceneStream(20, 1, stream.collate, bank=bank))

@@ -127,7 +127,7 @@ class UnclipDecoder:
 
 @dataclass
 class DecoderTrainConfig:
-    steps: int = 600
+    steps: int = 1500
     batch_size: int = 32
     lr: float = 1e-3
     cond_drop: float = 0.1
@@ -161,8 +161,40 @@ def _collate(scenes, images, captions, labels, step):
     return to_model_input(images)
 
 
-def train_decoder(cfg: DecoderTrainConfig, clip, vae, log=print, workers: int = 1) -> tuple[UnclipDecoder, dict]:
-    """Train the small image-variation UNet on ``clip.hidden`` of fresh scenes (v-prediction, min-SNR)."""
+@torch.no_grad()
+def _encode_bank(bank, clip, vae, chunk: int = 500):
+    """CLIP hidden states (fp16) and the VAE posterior's mean and std for every scene of a ``SceneBank``:
+    the UNet then trains on cached conditions instead of re-running two frozen encoders every step."""
+    from tqdm import tqdm
+    conds, means, stds = [], [], []
+    for i in tqdm(range(0, len(bank), chunk), desc="encoding scene bank", unit="chunk"):
+        x = to_model_input(bank.images[i:i + chunk])
+        conds.append(clip.hidden(x).half())
+        post = vae.encode(x * 2 - 1).latent_dist
+        means.append(post.mean), stds.append(post.std)
+    return torch.cat(conds), torch.cat(means), torch.cat(stds)
+
+
+def _bank_batches(bank, clip, vae, cfg, g):
+    cond, mean, std = _encode_bank(bank, clip, vae)
+    sf = vae.config.scaling_factor
+    for _ in range(cfg.steps):
+        idx = torch.randint(0, len(bank), (cfg.batch_size,), generator=g)
+        z = mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=g)
+        yield cond[idx].float(), z * sf
+
+
+def _stream_batches(clip, vae, cfg, g, workers):
+    stream = SceneStream(cfg.batch_size, cfg.steps, _collate, seed=cfg.seed,
+                         first_id=VISION_ID_BASE + DECODER_ID_OFFSET)
+    for x in loader(stream, workers):
+        with torch.no_grad():
+            yield clip.hidden(x), AE.encode(vae, x, sample=True, generator=g)
+
+
+def train_decoder(cfg: DecoderTrainConfig, clip, vae, log=print, workers: int = 1, bank=None) -> tuple[UnclipDecoder, dict]:
+    """Train the small image-variation UNet on ``clip.hidden`` of scenes (v-prediction, min-SNR): a cached
+    ``SceneBank`` when given, else freshly rendered scenes."""
     from diffusers import UniPCMultistepScheduler
     from tqdm import tqdm
     torch.manual_seed(cfg.seed)
@@ -174,20 +206,16 @@ def train_decoder(cfg: DecoderTrainConfig, clip, vae, log=print, workers: int = 
     alphas = noise_sched.alphas_cumprod
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.05)
-    stream = SceneStream(cfg.batch_size, cfg.steps, _collate, seed=cfg.seed,
-                         first_id=VISION_ID_BASE + DECODER_ID_OFFSET)
     clip.eval(), vae.eval()
     g = torch.Generator().manual_seed(cfg.seed)
+    batches = _bank_batches(bank, clip, vae, cfg, g) if bank is not None else _stream_batches(clip, vae, cfg, g, workers)
     t0, hist = time.time(), []
-    bar = tqdm(loader(stream, workers), total=cfg.steps, desc="decoder UNet", unit="step", mininterval=5)
+    bar = tqdm(batches, total=cfg.steps, desc="decoder UNet", unit="step", mininterval=5)
     unet.train()
-    for step, x in enumerate(bar):
-        with torch.no_grad():
-            cond = clip.hidden(x)
-            z0 = AE.encode(vae, x, sample=True, generator=g)
-        drop = torch.rand(len(x), generator=g) < cfg.cond_drop
+    for step, (cond, z0) in enumerate(bar):
+        drop = torch.rand(len(z0), generator=g) < cfg.cond_drop
         cond = torch.where(drop[:, None, None], torch.zeros_like(cond), cond)
-        t = torch.randint(0, noise_sched.config.num_train_timesteps, (len(x),), generator=g)
+        t = torch.randint(0, noise_sched.config.num_train_timesteps, (len(z0),), generator=g)
         eps = torch.randn(z0.shape, generator=g)
         zt = noise_sched.add_noise(z0, eps, t)
         target = noise_sched.get_velocity(z0, eps, t)

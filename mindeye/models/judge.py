@@ -103,10 +103,10 @@ def judge_scores(pred: dict, true: dict) -> dict[str, float]:
 
 @dataclass
 class JudgeTrainConfig:
-    steps: int = 800
+    steps: int = 4000  # shape is learnt late: ~40k samples before it leaves chance, ~100k to reach 60%
     batch_size: int = 64
     lr: float = 3e-3
-    width: int = 16
+    width: int = 24
     seed: int = 0
     log_every: int = 50
 
@@ -152,13 +152,15 @@ def judge_loss(out, lab):
             + F.cross_entropy(out["count"], lab["n_objects"].long() - 1))
 
 
-def train_judge(cfg: JudgeTrainConfig, log=print, workers: int = 1) -> tuple[SceneJudge, dict]:
+def train_judge(cfg: JudgeTrainConfig, log=print, workers: int = 1, bank=None) -> tuple[SceneJudge, dict]:
+    """Supervised training on scene labels: a cached ``SceneBank`` when given, else freshly rendered scenes."""
     from tqdm import tqdm
     torch.manual_seed(cfg.seed)
     judge = SceneJudge(cfg.width)
     opt = torch.optim.AdamW(judge.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.1)
-    stream = SceneStream(cfg.batch_size, cfg.steps, _collate, seed=cfg.seed, first_id=VISION_ID_BASE + JUDGE_ID_OFFSET)
+    stream = SceneStream(cfg.batch_size, cfg.steps, _collate, seed=cfg.seed, first_id=VISION_ID_BASE + JUDGE_ID_OFFSET,
+                         bank=bank)
     t0, hist = time.time(), []
     judge.train()
     bar = tqdm(loader(stream, workers), total=cfg.steps, desc="judge", unit="step", mininterval=5)
