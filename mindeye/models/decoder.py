@@ -180,7 +180,8 @@ def _bank_batches(bank, clip, vae, cfg, g):
     sf = vae.config.scaling_factor
     for _ in range(cfg.steps):
         idx = torch.randint(0, len(bank), (cfg.batch_size,), generator=g)
-        z = mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=g)
+        m = mean[idx]
+        z = m + std[idx] * torch.randn(m.shape, generator=g)
         yield cond[idx].float(), z * sf
 
 
