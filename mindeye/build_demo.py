@@ -4,9 +4,10 @@ Stages (each seeded, with a progress bar, logged to ``<work>/build_log.jsonl``):
 
 1. ``clip``    SceneCLIP (open_clip, conv stem, word tokenizer, hard negative captions, attribute read-outs):
                2400 steps, then a warm restart of 800
-2. ``vae``     a small diffusers AutoencoderKL (64 px -> 4 x 16 x 16)
+2. ``vae``     a small diffusers AutoencoderKL (64 px -> 4 x 16 x 16), 1500 steps on the scene bank
 3. ``judge``   the scene-attribute classifier used to score reconstructions
-4. ``decoder`` the unCLIP UNet on the VAE's latents, cross-attending to SceneCLIP hidden states
+4. ``decoder`` the unCLIP UNet on the VAE's latents, cross-attending to SceneCLIP hidden states and taking
+               their patch tokens on the 8 x 8 grid as extra input channels
 5. ``mindeye`` MindEye for SimNSD subject 1 (hidden + prior, final-layer) and the low-level model
 
 Outputs land in ``<out>/clip``, ``<out>/decoder/{image_unet,vae,scheduler}`` (Versatile Diffusion's layout),
@@ -125,7 +126,7 @@ def build_demo(out: Path, stages=STAGES, work: Path | None = None, seed: int = 0
         update_bundle(out, {"clip": _rel(out / "clip")})
     if "vae" in stages:
         t0 = time.time()
-        vae, meta = AE.train_vae(cfgs["vae"], log=jlog, workers=workers)
+        vae, meta = AE.train_vae(cfgs["vae"], log=jlog, workers=workers, bank=bank())
         from .atomic import atomic_dir
         with atomic_dir(work / "vae") as tmp:
             vae.save_pretrained(tmp, safe_serialization=True)

@@ -44,6 +44,14 @@ def test_shipped_vision_stack_shapes_fit_together():
                 assert meta["data"]["target_shape"] == list(clip.hidden_shape)
 
 
+@pytest.mark.skipif("lowlevel" not in bundle.models or "vae" not in bundle.models, reason="low-level model not shipped")
+def test_shipped_lowlevel_model_predicts_latents_of_the_shipped_vae():
+    from mindeye.train import file_sha256
+    meta = json.loads((PROJECT_ROOT / (bundle.models["lowlevel"] + ".json")).read_text())
+    vae = PROJECT_ROOT / bundle.models["vae"] / "diffusion_pytorch_model.safetensors"
+    assert meta["data"]["vae"].get("sha256") == file_sha256(vae), "the low-level model was trained on another VAE: retrain it"
+
+
 @pytest.mark.parametrize("js", shipped, ids=[p.stem for p in shipped])
 def test_shipped_mindeye_models_match_the_simulator(js):
     from mindeye.data.simnsd import SIMULATOR_VERSION, SimConfig, expected_fingerprint

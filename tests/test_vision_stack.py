@@ -157,10 +157,64 @@ def test_decoder_save_load_roundtrip_in_vd_layout(tmp_path):
     dec = UnclipDecoder(build_unet(16, 16, 4, (32, 32, 64)), vae,
                         UniPCMultistepScheduler.from_config(training_scheduler().config))
     dec.save_pretrained(tmp_path / "decoder", fp16=False)
-    assert {p.name for p in (tmp_path / "decoder").iterdir()} == {"image_unet", "vae", "scheduler"}
+    assert {p.name for p in (tmp_path / "decoder").iterdir()} == {"image_unet", "vae", "scheduler", "decoder_config.json"}
     again = UnclipDecoder.from_pretrained(tmp_path / "decoder")
+    assert again.condition_scale == 1.0 and not again.uses_token_grid
     cond = torch.randn(1, 5, 16)
     assert torch.allclose(dec.decode(cond, steps=2), again.decode(cond, steps=2), atol=1e-5)
+
+
+def test_token_grid_puts_each_patch_token_at_its_image_position():
+    from mindeye.models.decoder import token_grid
+    g, d = 3, 5
+    hidden = torch.zeros(2, 1 + g * g, d)
+    hidden[:, 0] = -1.0  # CLS is not part of the grid
+    for r in range(g):
+        for c in range(g):
+            hidden[:, 1 + r * g + c] = 10 * r + c  # raster order, as the ViT emits its patches
+    grid = token_grid(hidden, g)
+    assert grid.shape == (2, d, g, g)
+    assert grid[0, 0, 2, 1] == 21 and grid[1, 4, 0, 2] == 2 and (grid >= 0).all()
+    assert token_grid(hidden, 2 * g).shape == (2, d, 6, 6)
+    with pytest.raises(ValueError, match="square patch grid; found 9 tokens"):
+        token_grid(hidden[:, :9], g)
+
+
+def test_token_grid_decoder_trains_saves_loads_and_decodes(tmp_path):
+    """The demo UNet takes the latents + the patch-token grid (in_channels = 4 + D), trained on a bank whose
+    cached batches pair each image's CLIP hidden states with its own VAE latent."""
+    from mindeye.data.stream import SceneBank
+    from mindeye.models import autoencoder as AE
+    from mindeye.models.decoder import DecoderTrainConfig, UnclipDecoder, _bank_batches, train_decoder
+    torch.manual_seed(0)
+    clip, vae = tiny_clip(), AE.build_vae((16, 16, 32)).eval()
+    with torch.no_grad():  # a near-deterministic posterior (std e^-10), so a sampled latent names its image
+        vae.quant_conv.weight[4:] = 0
+        vae.quant_conv.bias[4:] = -20.0
+    _, img, _, _ = render_batch(range(8))
+    bank = SceneBank((to_model_input(img) * 255).round().byte().permute(0, 2, 3, 1).numpy(), first_id=0, seed=0)
+    # pairing: every cached condition belongs to the image whose latent comes with it
+    cfg = DecoderTrainConfig(steps=3, batch_size=4, block_out_channels=(32, 32, 64), log_every=1)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        hid_all = clip.hidden(to_model_input(bank.images))
+        mean_all = vae.encode(to_model_input(bank.images) * 2 - 1).latent_dist.mean * vae.config.scaling_factor
+    for cond, z in _bank_batches(bank, clip, vae, cfg, gen):
+        dist = ((z[:, None] - mean_all[None]) ** 2).mean((2, 3, 4))  # [batch, bank]
+        rows = dist.argmin(1)
+        assert (dist.min(1).values < 1e-6).all() and (dist.sort(1).values[:, 1] > 1e-4).all()
+        assert torch.allclose(cond, hid_all[rows], atol=2e-3)  # the condition of that same image (fp16 cache)
+    dec, _ = train_decoder(cfg, clip, vae, log=lambda s: None, bank=bank)
+    assert dec.uses_token_grid and dec.unet.config.in_channels == 4 + clip.embed_dim
+    assert dec.latent_shape == (4, 16, 16)
+    dec.save_pretrained(tmp_path / "decoder", fp16=False)
+    again = UnclipDecoder.from_pretrained(tmp_path / "decoder")
+    assert again.condition_scale == pytest.approx(clip.embed_dim ** 0.5) == dec.condition_scale
+    hidden = clip.hidden(to_model_input(img[:2]))
+    out = again.decode(hidden, steps=2, seed=3)
+    assert out.shape == (2, 3, 64, 64) and torch.allclose(out, dec.decode(hidden, steps=2, seed=3), atol=1e-5)
+    img2img = again.decode(hidden, steps=2, init_images=to_model_input(img[:2]), img2img_strength=0.5)
+    assert img2img.shape == (2, 3, 64, 64)
 
 
 # ---------------------------------------------------------------- judge

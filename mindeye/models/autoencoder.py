@@ -44,26 +44,30 @@ def decode(vae, latents: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class VAETrainConfig:
-    steps: int = 600
+    steps: int = 1500
     batch_size: int = 32
     lr: float = 3e-3
     kl_weight: float = 1e-6
     seed: int = 0
     log_every: int = 50
     block_out_channels: tuple = (16, 32, 64)
+    layers_per_block: int = 1
+    latent_channels: int = 4
 
 
 def _collate(scenes, images, captions, labels, step):
     return to_model_input(images)
 
 
-def train_vae(cfg: VAETrainConfig, log=print, workers: int = 1):
+def train_vae(cfg: VAETrainConfig, log=print, workers: int = 1, bank=None):
+    """Train the demo VAE (L1 + MSE + a tiny KL) on a ``SceneBank`` when given, else on freshly rendered scenes."""
     from tqdm import tqdm
     torch.manual_seed(cfg.seed)
-    vae = build_vae(cfg.block_out_channels)
+    vae = build_vae(cfg.block_out_channels, cfg.layers_per_block, cfg.latent_channels)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.05)
-    stream = SceneStream(cfg.batch_size, cfg.steps, _collate, seed=cfg.seed, first_id=VISION_ID_BASE + VAE_ID_OFFSET)
+    stream = SceneStream(cfg.batch_size, cfg.steps, _collate, seed=cfg.seed, first_id=VISION_ID_BASE + VAE_ID_OFFSET,
+                         bank=bank)
     t0, hist = time.time(), []
     vae.train()
     bar = tqdm(loader(stream, workers), total=cfg.steps, desc="VAE", unit="step", mininterval=5)

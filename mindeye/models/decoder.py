@@ -9,6 +9,19 @@ One loop serves both worlds, differing only in the weights folder, which has Ver
 
 Sampling follows MindEye V1's reconstruction loop: UniPC, classifier-free guidance against a zero
 embedding, and img2img that starts from the low-level image's noised latent at ``img2img_strength``.
+
+The demo UNet reads its condition twice: it cross-attends to all hidden tokens, like VD, and it also takes
+the patch tokens laid out on their grid (upsampled to the latent size) as extra input channels: a
+"token-grid" input. Cross-attention alone has no position signal to map a patch token back to its place in
+the image, and a UNet trained for an hour on a CPU did not learn one (its reconstructions ignored where the
+objects were). Whether a UNet takes the grid is read off its config: ``in_channels`` = VAE latent channels
++ ``cross_attention_dim``. Versatile Diffusion's UNet has ``in_channels`` = 4, so the real path is unchanged.
+
+Hidden states normalised by the CLS norm have a per-channel scale of about 1/sqrt(D) (0.08 for D = 128).
+A freshly initialised UNet then sees a near-zero condition: near-uniform attention and a token grid far
+below the latents' unit scale, which Adam takes ~1000 steps to grow out of. The demo decoder multiplies
+the condition by ``condition_scale`` = sqrt(D) before the UNet, stored in ``decoder_config.json`` beside
+the weights; a folder without that file (Versatile Diffusion) uses 1, the scale its UNet was trained at.
 """
 from __future__ import annotations
 
@@ -43,10 +56,40 @@ def resolve_vd_folder(path: Path | str) -> Path:
                     f"Hugging Face cache holding {VD_REPO}); download them on a machine with internet access")
 
 
+def token_grid(hidden: torch.Tensor, size: int) -> torch.Tensor:
+    """Hidden states ``[B, 1 + g*g, D]`` (CLS first, then a g x g patch grid in raster order) ->
+    ``[B, D, size, size]``: the patch tokens at their image positions, bilinearly resized to the latent size."""
+    b, t, d = hidden.shape
+    g = int(round((t - 1) ** 0.5))
+    if g * g != t - 1:
+        raise ValueError(f"a token-grid input needs CLS + a square patch grid; found {t} tokens ({t - 1} patches)")
+    grid = hidden[:, 1:].transpose(1, 2).reshape(b, d, g, g)
+    return grid if g == size else F.interpolate(grid, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def unet_input(unet, latents: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    """The UNet's input: the latents, plus the token grid when the UNet was built to take one."""
+    extra = unet.config.in_channels - latents.shape[1]
+    if extra == 0:
+        return latents
+    if extra != hidden.shape[-1]:
+        raise ValueError(f"this UNet takes {unet.config.in_channels} input channels: {latents.shape[1]} latent + "
+                         f"{extra} token-grid channels, but the hidden states have {hidden.shape[-1]}")
+    return torch.cat([latents, token_grid(hidden, latents.shape[-1]).to(latents.dtype)], dim=1)
+
+
+DECODER_CONFIG = "decoder_config.json"
+
+
 class UnclipDecoder:
-    def __init__(self, unet, vae, scheduler, device="cpu", dtype=torch.float32):
+    def __init__(self, unet, vae, scheduler, device="cpu", dtype=torch.float32, condition_scale: float = 1.0):
         self.unet, self.vae, self.scheduler = unet.to(device, dtype).eval(), vae.to(device, dtype).eval(), scheduler
         self.device, self.dtype = torch.device(device), dtype
+        self.condition_scale = float(condition_scale)
+
+    @property
+    def uses_token_grid(self) -> bool:
+        return self.unet.config.in_channels != self.vae.config.latent_channels
 
     @classmethod
     def from_pretrained(cls, folder: Path | str, device="cpu", dtype=torch.float32) -> "UnclipDecoder":
@@ -55,7 +98,8 @@ class UnclipDecoder:
         unet = UNet2DConditionModel.from_pretrained(root / "image_unet", local_files_only=True)
         vae = AutoencoderKL.from_pretrained(root / "vae", local_files_only=True)
         scheduler = UniPCMultistepScheduler.from_pretrained(root / "scheduler", local_files_only=True)
-        return cls(unet, vae, scheduler, device, dtype)
+        extra = json.loads((root / DECODER_CONFIG).read_text()) if (root / DECODER_CONFIG).exists() else {}
+        return cls(unet, vae, scheduler, device, dtype, condition_scale=extra.get("condition_scale", 1.0))
 
     def save_pretrained(self, folder: Path | str, fp16: bool = True) -> None:
         from ..atomic import atomic_dir
@@ -64,11 +108,13 @@ class UnclipDecoder:
                 (m.half() if fp16 else m).save_pretrained(tmp / name, safe_serialization=True)
                 m.to(self.dtype)
             self.scheduler.save_pretrained(tmp / "scheduler")
+            (tmp / DECODER_CONFIG).write_text(json.dumps({"condition_scale": self.condition_scale,
+                                                          "token_grid": self.uses_token_grid}, indent=1) + "\n")
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
         s = self.unet.config.sample_size
-        return self.unet.config.in_channels, s, s
+        return self.vae.config.latent_channels, s, s
 
     def encode_images(self, images01: torch.Tensor) -> torch.Tensor:
         return AE.encode(self.vae, images01.to(self.device, self.dtype))
@@ -84,7 +130,7 @@ class UnclipDecoder:
         d = self.unet.config.cross_attention_dim
         if hidden.ndim != 3 or hidden.shape[-1] != d:
             raise ValueError(f"expected CLIP hidden states [B, T, {d}] for this decoder, found {tuple(hidden.shape)}")
-        cond = hidden.to(self.device, self.dtype)
+        cond = hidden.to(self.device, self.dtype) * self.condition_scale
         b = cond.shape[0]
         g = torch.Generator("cpu").manual_seed(seed)
         sched = self.scheduler
@@ -111,7 +157,7 @@ class UnclipDecoder:
             inp = torch.cat([latents] * 2) if guidance_scale > 1 else latents
             inp = sched.scale_model_input(inp, t)
             emb = torch.cat([uncond, cond]) if guidance_scale > 1 else cond
-            pred = self.unet(inp, t, encoder_hidden_states=emb).sample
+            pred = self.unet(unet_input(self.unet, inp, emb), t, encoder_hidden_states=emb).sample
             if guidance_scale > 1:
                 pu, pc = pred.chunk(2)
                 pred = pu + guidance_scale * (pc - pu)
@@ -127,23 +173,26 @@ class UnclipDecoder:
 
 @dataclass
 class DecoderTrainConfig:
-    steps: int = 1500
+    steps: int = 2400
     batch_size: int = 32
     lr: float = 1e-3
     cond_drop: float = 0.1
     min_snr_gamma: float = 5.0
     block_out_channels: tuple = (64, 128, 192)
     attention_head_dim: int = 32
+    token_grid: bool = True  # also feed the patch tokens on their grid as input channels (see the module doc)
+    scale_condition: bool = True  # multiply the condition by sqrt(D) before the UNet (see the module doc)
     seed: int = 0
     log_every: int = 50
 
 
 def build_unet(cross_attention_dim: int, sample_size: int = 16, in_channels: int = 4,
-               block_out_channels=(96, 192, 256), attention_head_dim: int = 32):
+               block_out_channels=(96, 192, 256), attention_head_dim: int = 32, token_grid: bool = False):
     from diffusers import UNet2DConditionModel
     n = len(block_out_channels)
     return UNet2DConditionModel(
-        sample_size=sample_size, in_channels=in_channels, out_channels=in_channels, layers_per_block=1,
+        sample_size=sample_size, in_channels=in_channels + (cross_attention_dim if token_grid else 0),
+        out_channels=in_channels, layers_per_block=1,
         block_out_channels=tuple(block_out_channels),
         # attention only below full latent resolution: CPU-affordable, and the 8 x 8 level matches the
         # SceneCLIP patch grid the cross-attention has to map back to image positions
@@ -202,25 +251,27 @@ def train_decoder(cfg: DecoderTrainConfig, clip, vae, log=print, workers: int = 
     vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
     latent_size = vae.config.sample_size // vae_scale
     unet = build_unet(clip.embed_dim, latent_size, vae.config.latent_channels, cfg.block_out_channels,
-                      cfg.attention_head_dim)
+                      cfg.attention_head_dim, cfg.token_grid)
     noise_sched = training_scheduler()
     alphas = noise_sched.alphas_cumprod
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.05)
     clip.eval(), vae.eval()
+    scale = float(clip.embed_dim) ** 0.5 if cfg.scale_condition else 1.0
     g = torch.Generator().manual_seed(cfg.seed)
     batches = _bank_batches(bank, clip, vae, cfg, g) if bank is not None else _stream_batches(clip, vae, cfg, g, workers)
     t0, hist = time.time(), []
     bar = tqdm(batches, total=cfg.steps, desc="decoder UNet", unit="step", mininterval=5)
     unet.train()
     for step, (cond, z0) in enumerate(bar):
+        cond = cond * scale
         drop = torch.rand(len(z0), generator=g) < cfg.cond_drop
         cond = torch.where(drop[:, None, None], torch.zeros_like(cond), cond)
         t = torch.randint(0, noise_sched.config.num_train_timesteps, (len(z0),), generator=g)
         eps = torch.randn(z0.shape, generator=g)
         zt = noise_sched.add_noise(z0, eps, t)
         target = noise_sched.get_velocity(z0, eps, t)
-        pred = unet(zt, t, encoder_hidden_states=cond).sample
+        pred = unet(unet_input(unet, zt, cond), t, encoder_hidden_states=cond).sample
         snr = alphas[t] / (1 - alphas[t])
         w = torch.clamp(snr, max=cfg.min_snr_gamma) / (snr + 1)
         loss = (w * F.mse_loss(pred, target, reduction="none").mean((1, 2, 3))).mean()
@@ -238,4 +289,4 @@ def train_decoder(cfg: DecoderTrainConfig, clip, vae, log=print, workers: int = 
     sampler = UniPCMultistepScheduler.from_config(noise_sched.config)
     meta = {"train": {**asdict(cfg), "block_out_channels": list(cfg.block_out_channels)},
             "train_seconds": round(time.time() - t0, 1)}
-    return UnclipDecoder(unet.eval(), vae, sampler), meta
+    return UnclipDecoder(unet.eval(), vae, sampler, condition_scale=scale), meta
