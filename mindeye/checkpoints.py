@@ -48,7 +48,7 @@ def export_run(run_dir: Path, stem: Path, which: str = "best.pth", dtype=torch.f
           if not k.startswith("noise_scheduler.")}  # the schedule is rebuilt from the config
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()] \
         if (run_dir / "metrics.jsonl").exists() else []
-    epochs = [m for m in metrics if "val_fwd_top1" in m]
+    epochs = [m for m in metrics if "val_loss" in m]  # per-epoch lines (retrieval or low-level metrics)
     meta = {"config": ck["config"], "data": ck["data"], "checkpoint": path.name, "epoch": ck["epoch"],
             "val": epochs[-1] if epochs else None}
     stem = Path(stem)

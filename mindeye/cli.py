@@ -48,8 +48,12 @@ def _build_demo(args) -> int:
     bad = [s for s in stages if s not in STAGES]
     if bad:
         raise SystemExit(f"error: unknown stage(s) {bad}; expected a comma-separated subset of {','.join(STAGES)}")
+    parts = tuple(s.strip() for s in args.mindeye_parts.split(",") if s.strip())
+    bad = [s for s in parts if s not in ("hidden", "final", "lowlevel")]
+    if bad:
+        raise SystemExit(f"error: unknown MindEye part(s) {bad}; expected a comma-separated subset of hidden,final,lowlevel")
     build_demo(Path(args.out), stages=stages, work=Path(args.work) if args.work else None, seed=args.seed,
-               tiny=args.tiny, workers=args.workers)
+               tiny=args.tiny, workers=args.workers, mindeye_parts=parts)
     return 0
 
 
@@ -240,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--work", default=None, help="scratch folder for logs and intermediates (default: cache/build)")
     b.add_argument("--seed", type=int, default=0, help="seed for every stage (default: 0)")
     b.add_argument("--workers", type=int, default=1, help="scene-rendering worker processes (default: 1)")
+    b.add_argument("--mindeye_parts", default="hidden,final,lowlevel",
+                   help="which MindEye models the mindeye stage trains (default: hidden,final,lowlevel; a new VAE "
+                        "needs only lowlevel, a new SceneCLIP hidden,final)")
     b.add_argument("--tiny", action="store_true", help="toy-sized models and a few steps (tests, smoke checks)")
     b.set_defaults(func=_build_demo)
     return p

@@ -272,6 +272,8 @@ def test_build_demo_tiny_writes_a_loadable_bundle(tmp_path):
     assert {r.get("model") for r in log} >= {"clip", "vae", "judge", "decoder"}
     with pytest.raises(SystemExit, match="unknown stage"):
         main(["build-demo", "--tiny", "--out", str(out), "--stages", "clip,bogus"])
+    with pytest.raises(SystemExit, match="unknown MindEye part"):
+        main(["build-demo", "--tiny", "--out", str(out), "--stages", "mindeye", "--mindeye_parts", "prior"])
 
 
 def test_scene_bank_renders_the_stream_scenes_and_caches_them(tmp_path):
