@@ -37,6 +37,7 @@ DEMO_MINDEYE = {
     "final": dict(model_name="demo_final", hidden=False, prior=False, use_image_aug=False, batch_size=32,
                   num_epochs=10, hidden_dim=512, n_blocks=2, proj_hidden=256, max_lr=1e-3, ckpt_interval=5, seed=42),
 }
+MINDEYE_PARTS = (*DEMO_MINDEYE, "lowlevel")  # what the mindeye stage can train
 DEMO_LOWLEVEL = dict(model_name="demo_lowlevel", batch_size=32, num_epochs=10, hidden_dim=512, n_blocks=2,
                      map_channels=32, upsampler_channels=(32, 32, 64), max_lr=1e-3, ckpt_interval=5, seed=42)
 TINY_MINDEYE = dict(num_epochs=1, hidden_dim=32, n_blocks=1, proj_hidden=16, prior_depth=1, prior_heads=2,
@@ -86,7 +87,7 @@ def update_bundle(out: Path, models: dict) -> None:
 
 
 def build_demo(out: Path, stages=STAGES, work: Path | None = None, seed: int = 0, tiny: bool = False,
-               workers: int = 1, log=print, mindeye_parts=("hidden", "final", "lowlevel")) -> dict:
+               workers: int = 1, log=print, mindeye_parts=MINDEYE_PARTS) -> dict:
     from .models import autoencoder as AE
     from .models.decoder import train_decoder
     from .models.judge import train_judge

@@ -41,17 +41,20 @@ def _download(args) -> int:
     return 0
 
 
-def _build_demo(args) -> int:
-    from .build_demo import STAGES, build_demo
+def _csv_subset(text: str, allowed, what: str) -> list[str]:
+    """A comma-separated list, every item one of ``allowed`` (SystemExit naming the unknown ones)."""
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [s for s in items if s not in allowed]
+    if bad:
+        raise SystemExit(f"error: unknown {what}(s) {bad}; expected a comma-separated subset of {','.join(allowed)}")
+    return items
 
-    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    bad = [s for s in stages if s not in STAGES]
-    if bad:
-        raise SystemExit(f"error: unknown stage(s) {bad}; expected a comma-separated subset of {','.join(STAGES)}")
-    parts = tuple(s.strip() for s in args.mindeye_parts.split(",") if s.strip())
-    bad = [s for s in parts if s not in ("hidden", "final", "lowlevel")]
-    if bad:
-        raise SystemExit(f"error: unknown MindEye part(s) {bad}; expected a comma-separated subset of hidden,final,lowlevel")
+
+def _build_demo(args) -> int:
+    from .build_demo import MINDEYE_PARTS, STAGES, build_demo
+
+    stages = _csv_subset(args.stages, STAGES, "stage")
+    parts = tuple(_csv_subset(args.mindeye_parts, MINDEYE_PARTS, "MindEye part"))
     build_demo(Path(args.out), stages=stages, work=Path(args.work) if args.work else None, seed=args.seed,
                tiny=args.tiny, workers=args.workers, mindeye_parts=parts)
     return 0

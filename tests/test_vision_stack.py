@@ -215,6 +215,9 @@ def test_token_grid_decoder_trains_saves_loads_and_decodes(tmp_path):
     assert out.shape == (2, 3, 64, 64) and torch.allclose(out, dec.decode(hidden, steps=2, seed=3), atol=1e-5)
     img2img = again.decode(hidden, steps=2, init_images=to_model_input(img[:2]), img2img_strength=0.5)
     assert img2img.shape == (2, 3, 64, 64)
+    from mindeye.models.decoder import unet_input
+    with pytest.raises(ValueError, match="4 latent \\+ 128 token-grid channels, but the hidden states have 32"):
+        unet_input(again.unet, torch.zeros(1, 4, 16, 16), torch.zeros(1, 65, 32))
 
 
 # ---------------------------------------------------------------- judge

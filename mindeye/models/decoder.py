@@ -108,8 +108,7 @@ class UnclipDecoder:
                 (m.half() if fp16 else m).save_pretrained(tmp / name, safe_serialization=True)
                 m.to(self.dtype)
             self.scheduler.save_pretrained(tmp / "scheduler")
-            (tmp / DECODER_CONFIG).write_text(json.dumps({"condition_scale": self.condition_scale,
-                                                          "token_grid": self.uses_token_grid}, indent=1) + "\n")
+            (tmp / DECODER_CONFIG).write_text(json.dumps({"condition_scale": self.condition_scale}, indent=1) + "\n")
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
