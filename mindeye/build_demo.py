@@ -5,6 +5,9 @@ Stages (each seeded, with a progress bar, logged to ``<work>/build_log.jsonl``):
 1. ``clip``    SceneCLIP (open_clip, conv stem, word tokenizer, hard negative captions, attribute read-outs):
                2400 steps, then a warm restart of 800
 2. ``vae``     a small diffusers AutoencoderKL (64 px -> 4 x 16 x 16), 1500 steps on the scene bank
+   ``vae_decoder``  phase 2 of the VAE: its decoder fine-tuned alone, encoder frozen (SD's ft-MSE recipe),
+               with a chroma loss; the latent space does not move, so on a built bundle it refreshes the
+               shipped VAE in place and the UNet and low-level model stay valid
 3. ``judge``   the scene-attribute classifier used to score reconstructions
 4. ``decoder`` the unCLIP UNet on the VAE's latents, cross-attending to SceneCLIP hidden states and taking
                their patch tokens on the 8 x 8 grid as extra input channels
@@ -25,7 +28,7 @@ import torch
 
 from .bundle import PROJECT_ROOT
 
-STAGES = ("clip", "vae", "judge", "decoder", "mindeye")
+STAGES = ("clip", "vae", "vae_decoder", "judge", "decoder", "mindeye")
 BANK_SIZE = 60_000  # scenes rendered once and shared by the vision stack's stages (~720 MB in memory)
 
 # The shipped MindEye models for SimNSD subject 1 (V1's recipe at laptop size). "hidden" maps to the 65 x 128
@@ -47,7 +50,7 @@ TINY_LOWLEVEL = dict(num_epochs=1, hidden_dim=32, n_blocks=1, map_channels=16, u
 
 
 def _configs(tiny: bool, seed: int):
-    from .models.autoencoder import VAETrainConfig
+    from .models.autoencoder import VAEDecoderFinetuneConfig, VAETrainConfig
     from .models.decoder import DecoderTrainConfig
     from .models.judge import JudgeTrainConfig
     from .models.scene_clip import SceneCLIPTrainConfig
@@ -58,6 +61,7 @@ def _configs(tiny: bool, seed: int):
                 "clip_phase2": SceneCLIPTrainConfig(steps=2, batch_size=8, warmup=1, seed=seed, log_every=1,
                                                     start_step=3),
                 "vae": VAETrainConfig(steps=2, batch_size=4, seed=seed, log_every=1, block_out_channels=(16, 16, 32)),
+                "vae_decoder": VAEDecoderFinetuneConfig(steps=2, batch_size=4, seed=seed + 1, log_every=1),
                 "judge": JudgeTrainConfig(steps=2, batch_size=8, width=8, seed=seed, log_every=1),
                 "decoder": DecoderTrainConfig(steps=2, batch_size=4, seed=seed, log_every=1,
                                               block_out_channels=(32, 32, 64))}
@@ -65,7 +69,7 @@ def _configs(tiny: bool, seed: int):
     # was still climbing (55% held out at step 1600) when the first schedule ran out of learning rate
     return {"bank_size": BANK_SIZE, "clip": SceneCLIPTrainConfig(seed=seed),
             "clip_phase2": SceneCLIPTrainConfig(steps=800, lr=1e-3, warmup=20, seed=seed, start_step=2400),
-            "vae": VAETrainConfig(seed=seed), "judge": JudgeTrainConfig(seed=seed),
+            "vae": VAETrainConfig(seed=seed), "vae_decoder": VAEDecoderFinetuneConfig(seed=seed + 1), "judge": JudgeTrainConfig(seed=seed),
             "decoder": DecoderTrainConfig(seed=seed)}
 
 
@@ -76,14 +80,50 @@ def _rel(path: Path) -> str:
         return str(path.resolve())
 
 
+def _write_json(path: Path, obj: dict, indent: int = 1) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(obj, indent=indent) + "\n")
+    tmp.replace(path)
+
+
 def update_bundle(out: Path, models: dict) -> None:
     path = out / "bundle.json"
     raw = json.loads(path.read_text()) if path.exists() else {
         "name": "SimNSD demo", "dataset": {"kind": "simnsd", "path": "data/simnsd", "subject": 1, "seed": 0}}
     raw.setdefault("models", {}).update(models)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(raw, indent=2) + "\n")
-    tmp.replace(path)
+    _write_json(path, raw, indent=2)
+
+
+def _load_vae(folder: Path):
+    from diffusers import AutoencoderKL
+    return AutoencoderKL.from_pretrained(folder, local_files_only=True).float().eval()
+
+
+def _save_vae(vae, meta: dict, folder: Path, fp16: bool = False) -> None:
+    from .atomic import atomic_dir
+    with atomic_dir(folder) as tmp:
+        (vae.half() if fp16 else vae).save_pretrained(tmp, safe_serialization=True)
+        vae.float()
+        (tmp / "train_meta.json").write_text(json.dumps(meta, indent=1))
+
+
+def _phase1_vae(work: Path, out: Path):
+    """The VAE phase 2 starts from: ``<work>/vae_phase1`` (written by the ``vae`` stage), else the bundle's
+    VAE when it has not been fine-tuned yet (that copy is then kept as ``vae_phase1``)."""
+    for folder in (work / "vae_phase1", out / "decoder" / "vae"):
+        if not folder.exists():
+            continue
+        meta_path = folder / "train_meta.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        if "decoder_finetune" in meta:
+            raise ValueError(f"{folder}: this VAE's decoder is already fine-tuned and no phase-1 VAE is in {work}; "
+                             "run the vae stage first (--stages vae,vae_decoder)")
+        vae = _load_vae(folder)
+        if folder != work / "vae_phase1":
+            _save_vae(vae, meta, work / "vae_phase1")
+        return vae, meta
+    raise FileNotFoundError(f"no VAE to fine-tune: expected {work / 'vae_phase1'} or {out / 'decoder' / 'vae'}; "
+                            "run the vae stage first")
 
 
 def build_demo(out: Path, stages=STAGES, work: Path | None = None, seed: int = 0, tiny: bool = False,
@@ -128,11 +168,25 @@ def build_demo(out: Path, stages=STAGES, work: Path | None = None, seed: int = 0
     if "vae" in stages:
         t0 = time.time()
         vae, meta = AE.train_vae(cfgs["vae"], log=jlog, workers=workers, bank=bank())
-        from .atomic import atomic_dir
-        with atomic_dir(work / "vae") as tmp:
-            vae.save_pretrained(tmp, safe_serialization=True)
-            (tmp / "train_meta.json").write_text(json.dumps(meta, indent=1))
+        for folder in ("vae_phase1", "vae"):  # phase 2 always starts again from vae_phase1
+            _save_vae(vae, meta, work / folder)
         timings["vae"] = time.time() - t0
+    if "vae_decoder" in stages:
+        t0 = time.time()
+        vae, meta = _phase1_vae(work, out)
+        vae, ft_meta = AE.finetune_decoder(vae, cfgs["vae_decoder"], log=jlog, workers=workers, bank=bank())
+        meta = {**meta, **ft_meta}
+        _save_vae(vae, meta, work / "vae")
+        shipped = out / "decoder" / "vae"
+        if shipped.exists() and AE.encoder_sha256(_load_vae(shipped)) == ft_meta["encoder_sha256"]:
+            _save_vae(vae, meta, shipped, fp16=True)  # same latent space: the shipped UNet and low-level model stay valid
+            unet_meta = out / "decoder" / "train_meta.json"  # the UNet shipped with this encoder, so was trained on it
+            if unet_meta.exists():
+                um = json.loads(unet_meta.read_text())
+                um.setdefault("vae_encoder_sha256", ft_meta["encoder_sha256"])
+                _write_json(unet_meta, um)
+            log(f"vae_decoder: refreshed {shipped}")
+        timings["vae_decoder"] = time.time() - t0
     if "judge" in stages:
         t0 = time.time()
         judge, meta = train_judge(cfgs["judge"], log=jlog, workers=workers, bank=bank())
@@ -140,14 +194,15 @@ def build_demo(out: Path, stages=STAGES, work: Path | None = None, seed: int = 0
         timings["judge"] = time.time() - t0
         update_bundle(out, {"judge": _rel(out / "judge")})
     if "decoder" in stages:
-        from diffusers import AutoencoderKL
         t0 = time.time()
         clip = SceneCLIP.load(out / "clip")
         vae_dir = work / "vae" if (work / "vae").exists() else out / "decoder" / "vae"
-        vae = AutoencoderKL.from_pretrained(vae_dir, local_files_only=True).float().eval()
+        vae = _load_vae(vae_dir)
+        vae_meta = json.loads((vae_dir / "train_meta.json").read_text()) if (vae_dir / "train_meta.json").exists() else {}
         dec, meta = train_decoder(cfgs["decoder"], clip, vae, log=jlog, workers=workers, bank=bank())
         dec.save_pretrained(out / "decoder")
         (out / "decoder" / "train_meta.json").write_text(json.dumps(meta, indent=1))
+        (out / "decoder" / "vae" / "train_meta.json").write_text(json.dumps(vae_meta, indent=1))
         timings["decoder"] = time.time() - t0
         update_bundle(out, {"decoder": _rel(out / "decoder"), "vae": _rel(out / "decoder" / "vae")})
     if "mindeye" in stages:

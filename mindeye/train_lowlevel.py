@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from .bundle import PROJECT_ROOT
 from .data.errors import DataError
 from .models import autoencoder as AE
-from .train import Run, TrainConfig, file_sha256
+from .train import Run, TrainConfig
 
 
 @dataclass
@@ -59,9 +59,9 @@ def load_vae(cfg: LowLevelTrainConfig, bundle):
         vae = AutoencoderKL.from_pretrained(path, local_files_only=True).float().eval()
     except (OSError, EnvironmentError) as e:
         raise DataError(f"{path}: not a diffusers AutoencoderKL folder ({str(e)[:200]})") from e
-    weights = sorted(path.glob("diffusion_pytorch_model*.safetensors")) or sorted(path.glob("*.bin"))
-    # names the exact weights: cached targets and shipped models are keyed on it, not on the config alone
-    vae.weights_sha256 = file_sha256(weights[0]) if weights else "unknown"
+    # names the latent space (encoder weights + scaling factor): cached targets and shipped models are keyed on
+    # it, not on the config alone; a decoder-only fine-tune of the VAE keeps it
+    vae.encoder_sha256 = AE.encoder_sha256(vae)
     return vae
 
 
@@ -90,7 +90,7 @@ class LowLevelRun(Run):
         self.vae = load_vae(self.cfg, self.bundle)
         self.pixel_size = self.vae.config.sample_size
         cache = Path(os.environ.get("MINDEYE_CACHE_DIR", PROJECT_ROOT / "cache")) / "vae_targets"
-        vae_tag = hashlib.sha256((json_key(self.vae.config) + self.vae.weights_sha256).encode()).hexdigest()[:10]
+        vae_tag = hashlib.sha256((json_key(self.vae.config) + self.vae.encoder_sha256).encode()).hexdigest()[:10]
         out = []
         for name, ids in (("train", self.train_ids), ("test", self.test_ids)):
             path = cache / f"{self.fingerprint}_{vae_tag}_{name}.pt"
@@ -111,7 +111,7 @@ class LowLevelRun(Run):
                 atomic_save(lat, path, torch.save)
             out.append(lat)
         self.data_info["vae"] = {"scaling_factor": self.vae.config.scaling_factor, "sample_size": self.pixel_size,
-                                 "sha256": self.vae.weights_sha256}
+                                 "encoder_sha256": self.vae.encoder_sha256}
         self.test_images = to_model_input(self.subject.images(self.test_ids[:300]), self.pixel_size)
         return out[0][:, None], out[1]
 

@@ -73,6 +73,7 @@ def evaluate_decoder(clip, decoder, judge, n_test: int = 300, steps: int = 20, g
          "clip_top1_of_n": top1_identification(f_rec, f_orig),
          "clip_2way": two_way_identification(f_rec, f_orig),
          "pixcorr": pixcorr(recons, originals), "ssim": ssim(recons, originals),
+         "vae_pixcorr": pixcorr(vae_rec, originals), "vae_ssim": ssim(vae_rec, originals),
          "pixel_metrics_at": originals.shape[-1], "decode_seconds": round(seconds, 1)}
     return m, originals, recons
 

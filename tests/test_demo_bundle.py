@@ -45,11 +45,14 @@ def test_shipped_vision_stack_shapes_fit_together():
 
 
 @pytest.mark.skipif("lowlevel" not in bundle.models or "vae" not in bundle.models, reason="low-level model not shipped")
-def test_shipped_lowlevel_model_predicts_latents_of_the_shipped_vae():
-    from mindeye.train import file_sha256
+def test_shipped_lowlevel_model_and_unet_live_in_the_shipped_vae_latent_space():
+    from mindeye.models.decoder import UnclipDecoder
+    from mindeye.models.autoencoder import encoder_sha256
     meta = json.loads((PROJECT_ROOT / (bundle.models["lowlevel"] + ".json")).read_text())
-    vae = PROJECT_ROOT / bundle.models["vae"] / "diffusion_pytorch_model.safetensors"
-    assert meta["data"]["vae"].get("sha256") == file_sha256(vae), "the low-level model was trained on another VAE: retrain it"
+    sha = encoder_sha256(UnclipDecoder.from_pretrained(PROJECT_ROOT / bundle.models["decoder"]).vae)
+    assert meta["data"]["vae"].get("encoder_sha256") == sha, "the low-level model was trained on another VAE: retrain it"
+    unet_meta = json.loads((PROJECT_ROOT / bundle.models["decoder"] / "train_meta.json").read_text())
+    assert unet_meta.get("vae_encoder_sha256") == sha, "the UNet was trained on another VAE's latents: retrain it"
 
 
 @pytest.mark.parametrize("js", shipped, ids=[p.stem for p in shipped])

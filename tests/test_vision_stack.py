@@ -164,6 +164,38 @@ def test_decoder_save_load_roundtrip_in_vd_layout(tmp_path):
     assert torch.allclose(dec.decode(cond, steps=2), again.decode(cond, steps=2), atol=1e-5)
 
 
+def test_vae_decoder_finetune_moves_the_decoder_and_keeps_the_latent_space():
+    from mindeye.data.stream import SceneBank
+    from mindeye.models import autoencoder as AE
+    torch.manual_seed(0)
+    vae = AE.build_vae((16, 16, 32)).eval()
+    _, img, _, _ = render_batch(range(8))
+    bank = SceneBank((to_model_input(img) * 255).round().byte().permute(0, 2, 3, 1).numpy(), first_id=0, seed=0)
+    sha = AE.encoder_sha256(vae)
+    dec_before = {k: v.clone() for k, v in vae.decoder.state_dict().items()}
+    logs = []
+    vae, meta = AE.finetune_decoder(vae, AE.VAEDecoderFinetuneConfig(steps=2, batch_size=4, log_every=1),
+                                    log=logs.append, workers=0, bank=bank)
+    assert AE.encoder_sha256(vae) == sha == meta["encoder_sha256"]
+    assert any(not torch.equal(dec_before[k], v) for k, v in vae.decoder.state_dict().items())
+    assert [json.loads(x)["step"] for x in logs] == [1, 2] and "chroma_l1" in json.loads(logs[-1])
+    # the hash names the encoder: change one encoder weight, or the scaling factor, and it changes
+    with torch.no_grad():
+        vae.encoder.conv_in.bias[0] += 1e-3
+    assert AE.encoder_sha256(vae) != sha
+
+
+def test_chroma_l1_sees_hue_not_brightness():
+    from mindeye.models.autoencoder import chroma_l1
+    x = torch.full((1, 3, 4, 4), 0.5)
+    assert chroma_l1(x + 0.1, x).item() == pytest.approx(0.0, abs=1e-6)  # grey stays grey: no chroma error
+    purple, blue = torch.tensor([150, 50, 200.]) / 255, torch.tensor([40, 70, 220.]) / 255
+    err = chroma_l1(purple.view(1, 3, 1, 1), blue.view(1, 3, 1, 1)).item()
+    cb = abs(-0.168736 * (110 / 255) - 0.331264 * (-20 / 255) + 0.5 * (-20 / 255))
+    cr = abs(0.5 * (110 / 255) - 0.418688 * (-20 / 255) - 0.081312 * (-20 / 255))
+    assert err == pytest.approx((cb + cr) / 2, rel=1e-5)
+
+
 def test_token_grid_puts_each_patch_token_at_its_image_position():
     from mindeye.models.decoder import token_grid
     g, d = 3, 5
@@ -263,16 +295,31 @@ def test_build_demo_tiny_writes_a_loadable_bundle(tmp_path):
     from mindeye.models.decoder import UnclipDecoder
     from mindeye.models.judge import SceneJudge
     out = tmp_path / "demo"
-    assert main(["build-demo", "--tiny", "--out", str(out), "--work", str(tmp_path / "work"), "--workers", "0",
-                 "--stages", "clip,vae,judge,decoder"]) == 0
+    from mindeye.models import autoencoder as AE
+    out, work = tmp_path / "demo", tmp_path / "work"
+    build = ["build-demo", "--tiny", "--out", str(out), "--work", str(work), "--workers", "0", "--stages"]
+    assert main([*build, "clip,vae,vae_decoder,judge,decoder"]) == 0
     models = json.loads((out / "bundle.json").read_text())["models"]
     assert {"clip", "decoder", "judge", "vae"} <= set(models)
     clip = SceneCLIP.load(out / "clip")
     dec = UnclipDecoder.from_pretrained(out / "decoder")
     assert dec.unet.config.cross_attention_dim == clip.embed_dim
     SceneJudge.load(out / "judge")
-    log = [json.loads(line) for line in (tmp_path / "work" / "build_log.jsonl").read_text().splitlines()]
-    assert {r.get("model") for r in log} >= {"clip", "vae", "judge", "decoder"}
+    log = [json.loads(line) for line in (work / "build_log.jsonl").read_text().splitlines()]
+    assert {r.get("model") for r in log} >= {"clip", "vae", "vae_decoder", "judge", "decoder"}
+    # the UNet was trained on the fine-tuned VAE's latent space, which is phase 1's, and ships with that VAE
+    phase1 = AE.encoder_sha256(UnclipDecoder.from_pretrained(out / "decoder").vae)
+    shipped_meta = json.loads((out / "decoder" / "vae" / "train_meta.json").read_text())
+    assert "decoder_finetune" in shipped_meta and shipped_meta["encoder_sha256"] == phase1
+    assert json.loads((out / "decoder" / "train_meta.json").read_text())["vae_encoder_sha256"] == phase1
+    # phase 2 again starts from the kept phase-1 VAE and refreshes the bundle's VAE in place
+    assert main([*build, "vae_decoder"]) == 0
+    assert AE.encoder_sha256(UnclipDecoder.from_pretrained(out / "decoder").vae) == phase1
+    # without the phase-1 copy, an already fine-tuned bundle VAE is not fine-tuned twice
+    import shutil
+    shutil.rmtree(work / "vae_phase1")
+    with pytest.raises((SystemExit, ValueError), match="already fine-tuned"):
+        main([*build, "vae_decoder"])
     with pytest.raises(SystemExit, match="unknown stage"):
         main(["build-demo", "--tiny", "--out", str(out), "--stages", "clip,bogus"])
     with pytest.raises(SystemExit, match="unknown MindEye part"):

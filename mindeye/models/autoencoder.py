@@ -3,9 +3,15 @@
 It plays the part of Stable Diffusion's VAE in MindEye: the low-level pipeline predicts its latents from
 voxels, and the unCLIP decoder runs its diffusion in its latent space. Saved with ``save_pretrained``;
 ``scaling_factor`` is measured on training scenes so scaled latents have unit variance, as in SD.
+
+Two phases, as Stable Diffusion's VAE got: ``train_vae`` trains the whole autoencoder, then
+``finetune_decoder`` trains the decoder alone with the encoder frozen (SD's ft-MSE recipe). Phase 2 leaves
+the latent space untouched (``encoder_sha256`` names it), so models built on the latents -- the unCLIP UNet,
+the low-level voxel->latent model -- stay valid across it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -97,3 +103,82 @@ def train_vae(cfg: VAETrainConfig, log=print, workers: int = 1, bank=None):
     vae.register_to_config(scaling_factor=float(1.0 / z.std()))
     return vae, {"train": {**asdict(cfg), "block_out_channels": list(cfg.block_out_channels)},
                  "train_seconds": round(time.time() - t0, 1), "latent_std": float(z.std())}
+
+
+def encoder_sha256(vae) -> str:
+    """Names the latent space: a hash of the encoder's and quant_conv's weights and the scaling factor.
+
+    Equal for a VAE before and after ``finetune_decoder``; the low-level model and its cached targets are
+    keyed on it, since they depend on what the encoder produces and on nothing the decoder does. Weights are
+    hashed rounded to fp16, so a VAE and its fp16 copy (how bundles ship it) name the same latent space."""
+    h = hashlib.sha256(repr(float(vae.config.scaling_factor)).encode())
+    for part in (vae.encoder, vae.quant_conv):
+        if part is None:
+            continue
+        for name, t in sorted(part.state_dict().items()):
+            h.update(name.encode())
+            h.update(t.detach().cpu().half().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class VAEDecoderFinetuneConfig:
+    steps: int = 1200
+    batch_size: int = 32
+    lr: float = 1e-3
+    chroma_weight: float = 2.0  # weight of the L1 on the colour-difference (Cb, Cr) channels of the error
+    seed: int = 1
+    log_every: int = 50
+
+
+# RGB -> (Cb, Cr) rows of the ITU-R BT.601 YCbCr transform
+_CBCR = torch.tensor([[-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+
+
+def chroma_l1(rec: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L1 of the error's colour-difference channels: hue shifts (purple -> blue, red -> orange) cost little in
+    RGB L1 next to background texture, and they are what a person naming the object's colour sees."""
+    return torch.einsum("ij,bjhw->bihw", _CBCR.to(rec), rec - target).abs().mean()
+
+
+def finetune_decoder(vae, cfg: VAEDecoderFinetuneConfig, log=print, workers: int = 1, bank=None):
+    """Phase 2: train ``vae.decoder`` (+ ``post_quant_conv``) on posterior samples of the frozen encoder with
+    L1 + MSE + ``chroma_weight`` x chroma L1. Returns ``(vae, meta)``; the latent space is unchanged."""
+    from tqdm import tqdm
+    torch.manual_seed(cfg.seed)
+    before = encoder_sha256(vae)
+    params = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()]
+    vae.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.05)
+    stream = SceneStream(cfg.batch_size, cfg.steps, _collate, seed=cfg.seed, first_id=VISION_ID_BASE + VAE_ID_OFFSET,
+                         bank=bank)
+    g = torch.Generator().manual_seed(cfg.seed)
+    t0, hist = time.time(), []
+    vae.eval()  # no dropout or batch norm in the AutoencoderKL; eval keeps the frozen encoder deterministic
+    bar = tqdm(loader(stream, workers), total=cfg.steps, desc="VAE decoder fine-tune", unit="step", mininterval=5)
+    for step, x in enumerate(bar):
+        with torch.no_grad():
+            z = vae.encode(x * 2 - 1).latent_dist.sample(g)
+        rec = (vae.decode(z).sample + 1) / 2
+        l1, mse, chroma = (rec - x).abs().mean(), F.mse_loss(rec, x), chroma_l1(rec, x)
+        loss = l1 + mse + cfg.chroma_weight * chroma
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        hist.append((l1.item(), mse.item(), chroma.item()))
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            l1m, msem, cm = np.mean(hist[-cfg.log_every:], axis=0)
+            bar.set_postfix(l1=f"{l1m:.4f}", chroma=f"{cm:.4f}")
+            log(json.dumps({"model": "vae_decoder", "step": step + 1, "l1": round(float(l1m), 5),
+                            "mse": round(float(msem), 5), "chroma_l1": round(float(cm), 5),
+                            "lr": sched.get_last_lr()[0], "elapsed_s": round(time.time() - t0, 1)}))
+    vae.requires_grad_(False)
+    if encoder_sha256(vae) != before:
+        raise RuntimeError("the VAE decoder fine-tune changed the encoder: the latent space must not move")
+    return vae, {"decoder_finetune": asdict(cfg), "finetune_seconds": round(time.time() - t0, 1),
+                 "encoder_sha256": before}

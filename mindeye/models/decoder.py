@@ -286,6 +286,7 @@ def train_decoder(cfg: DecoderTrainConfig, clip, vae, log=print, workers: int = 
             log(json.dumps({"model": "decoder", "step": step + 1, "loss": round(m, 5), "lr": sched.get_last_lr()[0],
                             "elapsed_s": round(time.time() - t0, 1)}))
     sampler = UniPCMultistepScheduler.from_config(noise_sched.config)
+    from .autoencoder import encoder_sha256
     meta = {"train": {**asdict(cfg), "block_out_channels": list(cfg.block_out_channels)},
-            "train_seconds": round(time.time() - t0, 1)}
+            "train_seconds": round(time.time() - t0, 1), "vae_encoder_sha256": encoder_sha256(vae)}
     return UnclipDecoder(unet.eval(), vae, sampler, condition_scale=scale), meta
