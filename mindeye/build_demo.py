@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from .bundle import PROJECT_ROOT
+from .data.errors import DataError
 
 STAGES = ("clip", "vae", "vae_decoder", "judge", "decoder", "mindeye")
 BANK_SIZE = 60_000  # scenes rendered once and shared by the vision stack's stages (~720 MB in memory)
@@ -116,14 +117,15 @@ def _phase1_vae(work: Path, out: Path):
         meta_path = folder / "train_meta.json"
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         if "decoder_finetune" in meta:
-            raise ValueError(f"{folder}: this VAE's decoder is already fine-tuned and no phase-1 VAE is in {work}; "
-                             "run the vae stage first (--stages vae,vae_decoder)")
+            raise DataError(f"{folder}: expected a phase-1 VAE to fine-tune, found one whose decoder is already "
+                            f"fine-tuned (and no phase-1 copy in {work}); run the vae stage first "
+                            "(--stages vae,vae_decoder)")
         vae = _load_vae(folder)
         if folder != work / "vae_phase1":
             _save_vae(vae, meta, work / "vae_phase1")
         return vae, meta
-    raise FileNotFoundError(f"no VAE to fine-tune: expected {work / 'vae_phase1'} or {out / 'decoder' / 'vae'}; "
-                            "run the vae stage first")
+    raise DataError(f"no VAE to fine-tune: expected {work / 'vae_phase1'} or {out / 'decoder' / 'vae'}, found "
+                    "neither; run the vae stage first")
 
 
 def build_demo(out: Path, stages=STAGES, work: Path | None = None, seed: int = 0, tiny: bool = False,
