@@ -70,8 +70,8 @@ def _configs(tiny: bool, seed: int):
     # was still climbing (55% held out at step 1600) when the first schedule ran out of learning rate
     return {"bank_size": BANK_SIZE, "clip": SceneCLIPTrainConfig(seed=seed),
             "clip_phase2": SceneCLIPTrainConfig(steps=800, lr=1e-3, warmup=20, seed=seed, start_step=2400),
-            "vae": VAETrainConfig(seed=seed), "vae_decoder": VAEDecoderFinetuneConfig(seed=seed + 1), "judge": JudgeTrainConfig(seed=seed),
-            "decoder": DecoderTrainConfig(seed=seed)}
+            "vae": VAETrainConfig(seed=seed), "vae_decoder": VAEDecoderFinetuneConfig(seed=seed + 1),
+            "judge": JudgeTrainConfig(seed=seed), "decoder": DecoderTrainConfig(seed=seed)}
 
 
 def _rel(path: Path) -> str:
@@ -100,6 +100,11 @@ def _load_vae(folder: Path):
     return AutoencoderKL.from_pretrained(folder, local_files_only=True).float().eval()
 
 
+def _vae_meta(folder: Path) -> dict:
+    path = folder / "train_meta.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def _save_vae(vae, meta: dict, folder: Path, fp16: bool = False) -> None:
     from .atomic import atomic_dir
     with atomic_dir(folder) as tmp:
@@ -114,8 +119,7 @@ def _phase1_vae(work: Path, out: Path):
     for folder in (work / "vae_phase1", out / "decoder" / "vae"):
         if not folder.exists():
             continue
-        meta_path = folder / "train_meta.json"
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        meta = _vae_meta(folder)
         if "decoder_finetune" in meta:
             raise DataError(f"{folder}: expected a phase-1 VAE to fine-tune, found one whose decoder is already "
                             f"fine-tuned (and no phase-1 copy in {work}); run the vae stage first "
@@ -200,11 +204,11 @@ def build_demo(out: Path, stages=STAGES, work: Path | None = None, seed: int = 0
         clip = SceneCLIP.load(out / "clip")
         vae_dir = work / "vae" if (work / "vae").exists() else out / "decoder" / "vae"
         vae = _load_vae(vae_dir)
-        vae_meta = json.loads((vae_dir / "train_meta.json").read_text()) if (vae_dir / "train_meta.json").exists() else {}
+        vae_meta = _vae_meta(vae_dir)
         dec, meta = train_decoder(cfgs["decoder"], clip, vae, log=jlog, workers=workers, bank=bank())
         dec.save_pretrained(out / "decoder")
-        (out / "decoder" / "train_meta.json").write_text(json.dumps(meta, indent=1))
-        (out / "decoder" / "vae" / "train_meta.json").write_text(json.dumps(vae_meta, indent=1))
+        _write_json(out / "decoder" / "train_meta.json", meta)
+        _write_json(out / "decoder" / "vae" / "train_meta.json", vae_meta)
         timings["decoder"] = time.time() - t0
         update_bundle(out, {"decoder": _rel(out / "decoder"), "vae": _rel(out / "decoder" / "vae")})
     if "mindeye" in stages:

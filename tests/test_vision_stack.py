@@ -294,7 +294,6 @@ def test_build_demo_tiny_writes_a_loadable_bundle(tmp_path, capsys):
     from mindeye.cli import main
     from mindeye.models.decoder import UnclipDecoder
     from mindeye.models.judge import SceneJudge
-    out = tmp_path / "demo"
     from mindeye.models import autoencoder as AE
     out, work = tmp_path / "demo", tmp_path / "work"
     build = ["build-demo", "--tiny", "--out", str(out), "--work", str(work), "--workers", "0", "--stages"]
