@@ -34,20 +34,53 @@ BANK_SIZE = 60_000  # scenes rendered once and shared by the vision stack's stag
 
 # The shipped MindEye models for SimNSD subject 1 (V1's recipe at laptop size). "hidden" maps to the 65 x 128
 # SceneCLIP hidden states (+ diffusion prior) for reconstruction; "final" to the 128-d final embedding.
+# The shipped MindEye recipes for SimNSD subject 1, chosen on the val split (README, "Training MindEye").
+# Each part is a list of runs trained in order; the last one is exported. V1's schedule shape: BiMixCo for the
+# first third, then SoftCLIP with a cosine-annealed temperature, OneCycle; trained until val retrieval stopped
+# rising. "hidden" trains in two stages: the BrainNetwork with its contrastive loss (a step costs a quarter of
+# one with the prior), then the diffusion prior on that frozen network (scored by its val denoising loss).
+# "final" starts its trunk from the hidden network: 65 x 128 targets teach the trunk more per image than one
+# 128-d embedding.
+_ME = dict(use_image_aug=False, batch_size=32, hidden_dim=512, n_blocks=2, proj_hidden=256, max_lr=1e-3,
+           ckpt_interval=5, seed=42)
+_PRIOR = dict(prior_depth=2, prior_heads=4, prior_dim_head=32)
 DEMO_MINDEYE = {
-    "hidden": dict(model_name="demo_hidden", hidden=True, prior=True, use_image_aug=False, batch_size=32,
-                   num_epochs=10, hidden_dim=512, n_blocks=2, proj_hidden=256, prior_depth=2, prior_heads=4,
-                   prior_dim_head=32, max_lr=1e-3, ckpt_interval=5, seed=42),
-    "final": dict(model_name="demo_final", hidden=False, prior=False, use_image_aug=False, batch_size=32,
-                  num_epochs=10, hidden_dim=512, n_blocks=2, proj_hidden=256, max_lr=1e-3, ckpt_interval=5, seed=42),
+    "hidden": [dict(_ME, **_PRIOR, model_name="demo_hidden_v2c", hidden=True, prior=False, num_epochs=40),
+               dict(_ME, **_PRIOR, model_name="demo_hidden", hidden=True, prior=True, num_epochs=8, v2c=False,
+                    mixup_pct=0.0, init_backbone="demo_hidden_v2c", freeze_backbone=True)],
+    "final": [dict(_ME, model_name="demo_final", hidden=False, prior=False, num_epochs=30, train_reps="subset",
+                   init_backbone="demo_hidden_v2c")],
 }
 MINDEYE_PARTS = (*DEMO_MINDEYE, "lowlevel")  # what the mindeye stage can train
-DEMO_LOWLEVEL = dict(model_name="demo_lowlevel", batch_size=32, num_epochs=10, hidden_dim=512, n_blocks=2,
+DEMO_LOWLEVEL = dict(model_name="demo_lowlevel", batch_size=32, num_epochs=20, hidden_dim=512, n_blocks=2,
                      map_channels=32, upsampler_channels=(32, 32, 64), max_lr=1e-3, ckpt_interval=5, seed=42)
 TINY_MINDEYE = dict(num_epochs=1, hidden_dim=32, n_blocks=1, proj_hidden=16, prior_depth=1, prior_heads=2,
                     prior_dim_head=8, batch_size=16)
 TINY_LOWLEVEL = dict(num_epochs=1, hidden_dim=32, n_blocks=1, map_channels=16, upsampler_channels=(16, 16, 32),
                      batch_size=16)
+
+
+_RUN_PLACE = ("model_name", "out", "bundle", "ckpt_every_s", "init_backbone")  # where a run is, not what it learns
+
+
+def finished_run(run_dir: Path, kw: dict) -> bool:
+    """True when ``run_dir`` holds a run that trained every epoch with the same settings as ``kw`` (so a
+    build that was stopped, or rerun, does not train it again)."""
+    path = run_dir / "last.pth"
+    if not path.exists():
+        return False
+    import dataclasses
+
+    from .train import TrainConfig, load_checkpoint
+    try:
+        ck = load_checkpoint(path)
+    except Exception:
+        return False
+    want = {k: v for k, v in dataclasses.asdict(TrainConfig(**kw)).items() if k not in _RUN_PLACE}
+    # a flag added after the run was trained did not exist then: the run used what is now its default
+    have = {**dataclasses.asdict(TrainConfig()), **ck.get("config", {})}
+    have = {k: v for k, v in have.items() if k not in _RUN_PLACE}
+    return have == want and ck.get("epoch") == want["num_epochs"]
 
 
 def _configs(tiny: bool, seed: int):
@@ -219,11 +252,17 @@ def build_demo(out: Path, stages=STAGES, work: Path | None = None, seed: int = 0
         runs = work / "train_logs"
         common = dict(bundle=str(out), out=str(runs), ckpt_every_s=1e9)
         exported = {}
-        for name, kw in DEMO_MINDEYE.items():
+        for name, recipe in DEMO_MINDEYE.items():
             if name not in mindeye_parts:
                 continue
-            kw = {**kw, **(TINY_MINDEYE if tiny else {}), **common}
-            train(TrainConfig(**kw), log=jlog)
+            for kw in recipe:
+                kw = {**kw, **(TINY_MINDEYE if tiny else {}), **common}
+                if kw.get("init_backbone"):  # a run of this build, by name
+                    kw["init_backbone"] = str(runs / kw["init_backbone"])
+                if finished_run(runs / kw["model_name"], kw):
+                    log(f"mindeye {kw['model_name']}: reusing the finished run in {runs / kw['model_name']}")
+                else:
+                    train(TrainConfig(**kw), log=jlog)
             meta = export_run(runs / kw["model_name"], out / "mindeye" / name)
             exported[f"mindeye_{name}"] = _rel(out / "mindeye" / name)
             log(f"mindeye {name}: {json.dumps(meta['val'])}")

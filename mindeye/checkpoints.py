@@ -28,7 +28,8 @@ def build_from_config(cfg: dict, data: dict):
     tokens, dim = data["target_shape"]
     v2c = BrainNetwork(Voxel2ClipConfig(n_voxels=data["n_voxels"], hidden=cfg["hidden_dim"], n_blocks=cfg["n_blocks"],
                                         clip_tokens=tokens, clip_dim=dim, use_projector=cfg["use_projector"],
-                                        proj_hidden=cfg["proj_hidden"]))
+                                        proj_hidden=cfg["proj_hidden"], drop_in=cfg.get("drop_in", 0.5),
+                                        drop_block=cfg.get("drop_block", 0.15)))
     if not cfg["prior"]:
         return v2c
     return DiffusionPrior(PriorConfig(dim=dim, depth=cfg["prior_depth"], heads=cfg["prior_heads"],

@@ -190,6 +190,20 @@ def add_train_flags(t: argparse.ArgumentParser) -> None:
     t.add_argument("--prior_heads", type=int, default=12, help="diffusion prior heads (V1: 12)")
     t.add_argument("--prior_dim_head", type=int, default=64, help="diffusion prior head width (V1: 64)")
     t.add_argument("--prior_mult", type=float, default=None, help="prior loss weight (default: 30 hidden, .03 final)")
+    t.add_argument("--weight_decay", type=float, default=1e-2, help="AdamW weight decay on weight matrices (V1: 1e-2)")
+    t.add_argument("--drop_in", type=float, default=0.5, help="dropout after the BrainNetwork's input layer (V1: 0.5)")
+    t.add_argument("--drop_block", type=float, default=0.15, help="dropout in the BrainNetwork's blocks (V1: 0.15)")
+    t.add_argument("--voxel_noise", type=float, default=0.0,
+                   help="SD of Gaussian noise added to the z-scored train betas each step (default: 0, off)")
+    t.add_argument("--train_reps", choices=["single", "subset"], default="single",
+                   help="single: one random repetition per image and step (V1); subset: the mean of a random "
+                        "non-empty subset of its repetitions")
+    t.add_argument("--freeze_backbone", action=argparse.BooleanOptionalAction, default=False,
+                   help="with --init_backbone and --prior: load that run's whole BrainNetwork, keep it fixed and "
+                        "train only the diffusion prior (add --no-v2c)")
+    t.add_argument("--init_backbone", default=None,
+                   help="run folder or .pth of the same subject whose BrainNetwork trunk starts this run "
+                        "(e.g. the hidden model's, to train the final model on top of it)")
     t.add_argument("--ckpt_every_s", type=float, default=120.0,
                    help="also write last.pth every this many seconds mid-epoch (resumable after a kill)")
     t.add_argument("--log_every", type=int, default=10, help="write a metrics line every N steps")

@@ -59,10 +59,10 @@ def top1_identification(recon_emb: torch.Tensor, orig_emb: torch.Tensor) -> floa
 N_WAY, N_DRAWS = 300, 30  # the paper's retrieval protocol
 
 
-def n_way_scores(scores: np.ndarray, n_way: int = N_WAY, n_draws: int = N_DRAWS, seed: int = 0) -> float:
-    """The paper's protocol: mean over ``n_draws`` random subsets of ``n_way`` test samples of the fraction
-    whose own candidate scores highest. ``scores[j, i]``: sample j (query) vs candidate i; diagonal = truth.
-    The subsets depend only on ``seed`` and the number of samples, so every method is scored on the same ones."""
+def n_way_draws(scores: np.ndarray, n_way: int = N_WAY, n_draws: int = N_DRAWS, seed: int = 0) -> np.ndarray:
+    """Top-1 accuracy of each of ``n_draws`` random subsets of ``n_way`` test samples (the paper's protocol).
+    ``scores[j, i]``: sample j (query) vs candidate i; diagonal = truth. The subsets depend only on ``seed``
+    and the number of samples, so every method is scored on the same ones."""
     scores = np.asarray(scores)
     n = len(scores)
     n_way = min(n_way, n)
@@ -72,7 +72,18 @@ def n_way_scores(scores: np.ndarray, n_way: int = N_WAY, n_draws: int = N_DRAWS,
         sub = rng.choice(n, n_way, replace=False)
         s = scores[np.ix_(sub, sub)]
         accs.append(np.mean(s.argmax(1) == np.arange(n_way)))
-    return float(np.mean(accs))
+    return np.array(accs)
+
+
+def n_way_scores(scores: np.ndarray, n_way: int = N_WAY, n_draws: int = N_DRAWS, seed: int = 0) -> float:
+    """The paper's figure: the mean over ``n_draws`` of ``n_way_draws``."""
+    return float(n_way_draws(scores, n_way, n_draws, seed).mean())
+
+
+def _similarity(pred, target) -> np.ndarray:
+    p = F.normalize(torch.as_tensor(pred).flatten(1).float(), dim=-1)
+    t = F.normalize(torch.as_tensor(target).flatten(1).float(), dim=-1)
+    return (p @ t.T).numpy()
 
 
 def n_way_top1(pred: torch.Tensor, target: torch.Tensor, n: int = N_WAY, draws: int = N_DRAWS, seed: int = 0):
@@ -80,7 +91,18 @@ def n_way_top1(pred: torch.Tensor, target: torch.Tensor, n: int = N_WAY, draws: 
 
     Image retrieval: for each brain embedding, is its own image's CLIP embedding the most similar of ``n``?
     Brain retrieval: for each image, is its own brain embedding the most similar of ``n``?"""
-    p = F.normalize(torch.as_tensor(pred).flatten(1).float(), dim=-1)
-    t = F.normalize(torch.as_tensor(target).flatten(1).float(), dim=-1)
-    sim = (p @ t.T).numpy()
+    sim = _similarity(pred, target)
     return n_way_scores(sim, n, draws, seed), n_way_scores(sim.T, n, draws, seed)
+
+
+def interval(draws: np.ndarray) -> dict:
+    """Mean and the central 95% interval (2.5th-97.5th percentile) of per-draw accuracies."""
+    return {"mean": float(np.mean(draws)), "ci95": [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]}
+
+
+def retrieval_report(pred=None, target=None, scores: np.ndarray | None = None, n: int = N_WAY,
+                     draws: int = N_DRAWS, seed: int = 0) -> dict:
+    """``{"image": {"mean", "ci95"}, "brain": {...}}``: 300-way top-1 with its spread over the 30 draws, from
+    embeddings (``pred``, ``target``) or from a ready score matrix (``scores[brain j, image i]``)."""
+    sim = _similarity(pred, target) if scores is None else np.asarray(scores)
+    return {"image": interval(n_way_draws(sim, n, draws, seed)), "brain": interval(n_way_draws(sim.T, n, draws, seed))}

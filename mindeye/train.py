@@ -81,6 +81,14 @@ class TrainConfig:
     val_n_way: int = 300
     max_steps: int | None = None  # stop early (tests, demos); the schedule still spans num_epochs
     n_aug_views: int = 3  # cached augmented views per image when use_image_aug
+    weight_decay: float = 1e-2  # AdamW, on weight matrices only (V1: 1e-2)
+    drop_in: float = 0.5  # dropout after the BrainNetwork's input layer (V1: 0.5)
+    drop_block: float = 0.15  # dropout in its residual blocks (V1: 0.15)
+    voxel_noise: float = 0.0  # SD of Gaussian noise added to the (z-scored) train betas each step
+    train_reps: str = "single"  # 'single': one random repetition per image and step (V1); 'subset': the
+    # average of a random non-empty subset of the image's repetitions (closer to the averaged test betas)
+    init_backbone: str | None = None  # a run folder or .pth whose BrainNetwork trunk (lin0, mlp) starts this run
+    freeze_backbone: bool = False  # with init_backbone: load the whole BrainNetwork, freeze it, train the prior only
 
 
 PRESETS = {
@@ -200,10 +208,15 @@ class Run:
         if cfg.lr_scheduler_type not in ("cycle", "linear"):
             raise DataError(f"--lr_scheduler_type should be 'cycle' or 'linear', found {cfg.lr_scheduler_type!r}")
         self.bundle = Bundle.load(cfg.bundle or DEMO_BUNDLE)
-        data_path = Path(cfg.data_path) if cfg.data_path else self.bundle.data_path
-        if self.bundle.dataset_kind == "simnsd" and not (data_path / "dataset.json").exists():
-            from .data.simnsd import SimConfig, simulate
-            simulate(data_path, SimConfig(subj=cfg.subj, seed=self.bundle.seed), log=log)
+        if cfg.train_reps not in ("single", "subset"):
+            raise DataError(f"--train_reps should be 'single' or 'subset', found {cfg.train_reps!r}")
+        if cfg.data_path:
+            data_path = Path(cfg.data_path)
+        else:
+            data_path = self.bundle.data_path
+            if self.bundle.dataset_kind == "simnsd" and not (data_path / "dataset.json").exists():
+                from .data.simnsd import SimConfig, simulate
+                simulate(data_path, SimConfig(subj=cfg.subj, seed=self.bundle.seed), log=log)
         self.subject = load_subject(data_path, cfg.subj)
         variant = cfg.clip_variant or ("SceneCLIP" if self.bundle.dataset_kind == "simnsd" else "ViT-L/14")
         self.variant = variant
@@ -215,27 +228,39 @@ class Run:
         self.acc = Accelerator(mixed_precision=self.precision, cpu=device == "cpu")
         self.device = self.acc.device
 
-        # -- data: train images (one random repetition per image per epoch) and the averaged test set
+        # -- data: train (fit), val (model selection: best.pth), test (reported, never used to choose).
+        # Val and test are repetition-averaged; train draws repetitions per step (``train_reps``).
+        from .data.splits import selection_split
         s = self.subject
-        tr = s.trials("train")
+        split = selection_split(s)
+        tr = split.train_trials
         self.train_ids, inv = np.unique(s.image_id[tr], return_inverse=True)
         self.train_betas = torch.from_numpy(s.betas(tr))
         self.train_trials_of = [np.flatnonzero(inv == k) for k in range(len(self.train_ids))]
+        self.val_betas, self.val_ids = torch.from_numpy(split.val_betas), split.val_ids
         test_b, self.test_ids = s.averaged("test")
         self.test_betas = torch.from_numpy(test_b)
         self.fingerprint = s.fingerprint()
         self.data_info = {"subject": cfg.subj, "n_voxels": int(s.n_voxels), "fingerprint": self.fingerprint,
-                          "dataset": s.manifest.get("dataset", "?"),
+                          "dataset": s.manifest.get("dataset", "?"), "val_split": split.source,
                           "simulator": {k: v for k, v in s.manifest["subjects"][str(cfg.subj)].items()
                                         if k in ("simulator_version", "seed")}}
-        self.train_targets, self.test_targets = self.make_targets()
+        log(f"splits: {len(self.train_ids)} train images, val = {split.source}, {len(self.test_ids)} test images "
+            "(test is scored every epoch but never used to pick best.pth)")
+        self.train_targets, self.val_targets, self.test_targets = self.make_targets()
         self.data_info["target_shape"] = [int(d) for d in self.test_targets.shape[1:]]
         torch.manual_seed(cfg.seed)
         self.model = self.build_model()
+        if cfg.freeze_backbone and not (cfg.init_backbone and cfg.prior):
+            raise DataError("--freeze_backbone trains the diffusion prior on a fixed BrainNetwork: it needs --prior and "
+                            "--init_backbone RUN (a finished run of the same subject and target)")
+        if cfg.init_backbone:
+            self._init_backbone(Path(cfg.init_backbone))
         no_decay = ("bias", "LayerNorm.bias", "LayerNorm.weight", "norm")
         params = list(self.model.named_parameters())
+        params = [(n, p) for n, p in params if p.requires_grad]
         groups = [{"params": [p for n, p in params if not any(k in n for k in no_decay) and p.ndim > 1],
-                   "weight_decay": 1e-2},
+                   "weight_decay": cfg.weight_decay},
                   {"params": [p for n, p in params if any(k in n for k in no_decay) or p.ndim <= 1],
                    "weight_decay": 0.0}]
         self.opt = torch.optim.AdamW(groups, lr=cfg.max_lr)
@@ -270,8 +295,8 @@ class Run:
         self.n_params = sum(p.numel() for p in self.model.parameters())
 
     # -- task hooks (train-lowlevel overrides these)
-    def make_targets(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(train [n_images, views, ...], test [n_test, ...])`` CLIP targets, cached per image."""
+    def make_targets(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(train [n_images, views, ...], val [n_val, ...], test [n_test, ...])`` CLIP targets, cached per image."""
         cfg, s = self.cfg, self.subject
         embedder = load_embedder(self.variant, self.bundle, cfg.vd_cache_dir)
         self.data_info["clip_variant"] = self.variant
@@ -283,14 +308,42 @@ class Run:
         train = clip_targets(embedder, s.images(self.train_ids), cfg.hidden, cfg.norm_embs, cache,
                              f"{tag}_train_aug{int(cfg.use_image_aug)}", cfg.use_image_aug, cfg.n_aug_views,
                              log=self.log)
-        test = clip_targets(embedder, s.images(self.test_ids), cfg.hidden, cfg.norm_embs, cache, f"{tag}_test",
-                            log=self.log)[:, 0]
-        return train, test
+        val, test = (clip_targets(embedder, s.images(ids), cfg.hidden, cfg.norm_embs, cache, f"{tag}_{name}",
+                                  log=self.log)[:, 0] for name, ids in (("val", self.val_ids), ("test", self.test_ids)))
+        return train, val, test
 
     def build_model(self):
         from .checkpoints import build_from_config
         self.prior_mult = self.cfg.prior_mult if self.cfg.prior_mult is not None else (30.0 if self.cfg.hidden else 0.03)
         return build_from_config(dataclasses.asdict(self.cfg), self.data_info)
+
+    def _init_backbone(self, path: Path):
+        """Start the BrainNetwork's trunk (``lin0``, ``mlp``: voxels -> hidden features) from another run of the
+        same subject, e.g. the hidden-token model, whose 65 x D targets teach the trunk far more per image than
+        one final embedding does; the output layer and projector start fresh."""
+        path = path / "best.pth" if path.is_dir() else path
+        ck = load_checkpoint(path, expect={k: v for k, v in self.data_info.items() if k in ("subject", "n_voxels", "fingerprint")})
+        sd = ck["model_state_dict"]
+        prefix = "voxel2clip." if any(k.startswith("voxel2clip.") for k in sd) else ""
+        parts = None if self.cfg.freeze_backbone else ("lin0.", "mlp.")  # frozen: the whole BrainNetwork
+        take = (lambda k: True) if parts is None else (lambda k: k.startswith(parts))
+        trunk = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix) and take(k[len(prefix):])}
+        v2c = self.model.voxel2clip if self.cfg.prior else self.model
+        own = {k for k in v2c.state_dict() if take(k)}
+        if set(trunk) != own or any(trunk[k].shape != v2c.state_dict()[k].shape for k in own):
+            raise DataError(f"{path}: its BrainNetwork does not fit this run's (hidden_dim / n_blocks / target "
+                            f"differ: found {sorted(trunk)[:3]}..., expected {sorted(own)[:3]}...)")
+        v2c.load_state_dict(trunk, strict=False)
+        if self.cfg.freeze_backbone:
+            v2c.requires_grad_(False)
+        self.data_info["init_backbone"] = {"from": str(path), "epoch": ck.get("epoch")}
+        self.log(f"{'BrainNetwork loaded and frozen' if self.cfg.freeze_backbone else 'trunk initialised'} from {path} "
+                 f"(epoch {ck.get('epoch')})")
+
+    def _train_mode(self):
+        self.model.train()
+        if self.cfg.freeze_backbone:  # a frozen BrainNetwork gives the prior the embeddings it will see at inference
+            self.acc.unwrap_model(self.model).voxel2clip.eval()
 
     # -- the brain network, unwrapped
     @property
@@ -336,8 +389,13 @@ class Run:
 
     # -- one step
     def _batch(self, idx: np.ndarray, rng: np.random.Generator):
-        trials = np.array([rng.choice(self.train_trials_of[i]) for i in idx])
-        vox = self.train_betas[trials]
+        if self.cfg.train_reps == "subset":  # mean of a random non-empty subset of each image's repetitions
+            vox = torch.stack([self.train_betas[rng.choice(t, rng.integers(1, len(t) + 1), replace=False)].mean(0)
+                               for t in (self.train_trials_of[i] for i in idx)])
+        else:
+            vox = self.train_betas[np.array([rng.choice(self.train_trials_of[i]) for i in idx])]
+        if self.cfg.voxel_noise > 0:
+            vox = vox + self.cfg.voxel_noise * torch.from_numpy(rng.standard_normal(vox.shape, np.float32))
         t = self.train_targets[idx]
         view = rng.integers(t.shape[1], size=len(idx)) if t.shape[1] > 1 else np.zeros(len(idx), int)
         return vox.to(self.device), t[np.arange(len(idx)), view].to(self.device)
@@ -352,19 +410,19 @@ class Run:
 
     def train_step(self, vox, target, epoch, g):
         cfg = self.cfg
-        model = self.model
+        model = self.model  # the Accelerate-prepared module: calling it (not its submodules) keeps DDP's sync
         perm = betas = None
+        unmixed = slice(None)
         if epoch < int(cfg.mixup_pct * cfg.num_epochs):
-            vox, perm, betas, _ = mixco(vox, generator=g)
+            vox, perm, betas, select = mixco(vox, generator=g)
+            # the prior learns brain -> CLIP tokens of one image: a mixed voxel pattern has no such target
+            # (V1 fed it the unmixed image's tokens, which teaches the prior to denoise towards the wrong image)
+            unmixed = ~select
         with self.acc.autocast():
-            v2c = model.module.voxel2clip if hasattr(model, "module") and cfg.prior else (
-                model.voxel2clip if cfg.prior else model)
-            backbone, proj = v2c(vox)
+            backbone, proj, loss_prior = model(vox, target, unmixed) if cfg.prior else (*model(vox), None)
             loss_nce = self._contrastive(proj, target, epoch, perm, betas) if cfg.v2c else torch.zeros((), device=vox.device)
-            loss_prior = torch.zeros((), device=vox.device)
-            if cfg.prior:
-                prior = model.module if hasattr(model, "module") else model
-                loss_prior = prior.loss(backbone, target)
+            if loss_prior is None:
+                loss_prior = torch.zeros((), device=vox.device)
             loss = loss_nce + self.prior_mult * loss_prior
         self.opt.zero_grad(set_to_none=True)
         self.acc.backward(loss)
@@ -373,26 +431,47 @@ class Run:
         return loss.item(), loss_nce.item(), loss_prior.item()
 
     def score(self, ev: dict) -> float:
-        """Higher is better; picks best.pth."""
-        return ev["val_fwd_top1"]
+        """Higher is better; picks best.pth. Only val figures: the test set never chooses a checkpoint. A run
+        that trains the prior alone is scored by its val prior loss (its retrieval cannot change)."""
+        if self.cfg.freeze_backbone or not self.cfg.v2c:
+            return -ev["val_prior_loss"]
+        return (ev["val_fwd_top1"] + ev["val_bwd_top1"]) / 2
+
+    @torch.no_grad()
+    def predict(self, betas: torch.Tensor) -> torch.Tensor:
+        v2c = self.v2c
+        outs = []
+        for i in range(0, len(betas), 256):
+            with self.acc.autocast():
+                outs.append(v2c(betas[i:i + 256].to(self.device))[1].float().cpu())
+        return torch.cat(outs)
 
     @torch.no_grad()
     def evaluate(self, epoch: int) -> dict:
+        """300-way retrieval on val (selection) and test (report), labelled; loss on val."""
         self.model.eval()
-        v2c = self.v2c
-        outs = []
-        for i in range(0, len(self.test_betas), 256):
-            with self.acc.autocast():
-                outs.append(v2c(self.test_betas[i:i + 256].to(self.device))[1].float().cpu())
-        proj = torch.cat(outs)
-        fwd, bwd = n_way_top1(proj, self.test_targets, n=self.cfg.val_n_way, draws=30, seed=0)
-        val_loss = float(self._contrastive(proj[:300], self.test_targets[:300], epoch).item())
-        self.model.train()
-        return {"val_loss": round(val_loss, 5), "val_fwd_top1": round(fwd, 4), "val_bwd_top1": round(bwd, 4)}
+        out = {}
+        for name, betas, targets in (("val", self.val_betas, self.val_targets), ("test", self.test_betas, self.test_targets)):
+            proj = self.predict(betas)
+            fwd, bwd = n_way_top1(proj, targets, n=self.cfg.val_n_way, draws=30, seed=0)
+            if name == "val":
+                out["val_loss"] = round(float(self._contrastive(proj[:300], targets[:300], epoch).item()), 5)
+            out[f"{name}_fwd_top1"], out[f"{name}_bwd_top1"] = round(fwd, 4), round(bwd, 4)
+        if self.cfg.prior:  # the prior's denoising loss on val, at fixed timesteps and noise (comparable across epochs)
+            prior = self.acc.unwrap_model(self.model)
+            g = torch.Generator().manual_seed(0)
+            losses = []
+            for i in range(0, len(self.val_betas), 100):
+                with self.acc.autocast():
+                    backbone = prior.voxel2clip(self.val_betas[i:i + 100].to(self.device))[0]
+                    losses.append(float(prior.loss(backbone, self.val_targets[i:i + 100].to(self.device), generator=g)))
+            out["val_prior_loss"] = round(float(np.mean(losses)), 5)
+        self._train_mode()
+        return out
 
     def fit(self) -> dict:
         cfg = self.cfg
-        self.model.train()
+        self._train_mode()
         t_start, last_ckpt = time.time(), time.time()
         rank, world = self.acc.process_index, self.acc.num_processes
         result = {}

@@ -92,7 +92,7 @@ class LowLevelRun(Run):
         cache = Path(os.environ.get("MINDEYE_CACHE_DIR", PROJECT_ROOT / "cache")) / "vae_targets"
         vae_tag = hashlib.sha256((json_key(self.vae.config) + self.vae.encoder_sha256).encode()).hexdigest()[:10]
         out = []
-        for name, ids in (("train", self.train_ids), ("test", self.test_ids)):
+        for name, ids in (("train", self.train_ids), ("val", self.val_ids), ("test", self.test_ids)):
             path = cache / f"{self.fingerprint}_{vae_tag}_{name}.pt"
             lat = None
             if path.exists():
@@ -112,8 +112,9 @@ class LowLevelRun(Run):
             out.append(lat)
         self.data_info["vae"] = {"scaling_factor": self.vae.config.scaling_factor, "sample_size": self.pixel_size,
                                  "encoder_sha256": self.vae.encoder_sha256}
-        self.test_images = to_model_input(self.subject.images(self.test_ids[:300]), self.pixel_size)
-        return out[0][:, None], out[1]
+        self.eval_images = {name: to_model_input(self.subject.images(ids[:300]), self.pixel_size)
+                            for name, ids in (("val", self.val_ids), ("test", self.test_ids))}
+        return out[0][:, None], out[1], out[2]
 
     def build_model(self):
         from .checkpoints import build_from_config
@@ -147,16 +148,23 @@ class LowLevelRun(Run):
 
     @torch.no_grad()
     def evaluate(self, epoch: int) -> dict:
+        """PixCorr / SSIM of decoded predictions on (the first 300 images of) val, which picks best.pth, and
+        test, reported beside it; L1 latent loss on val."""
         from .metrics import pixcorr, ssim
         self.model.eval()
         m = self.acc.unwrap_model(self.model)
-        n = len(self.test_images)
-        pred = torch.cat([m(self.test_betas[i:i + 100].to(self.device)).float().cpu() for i in range(0, n, 100)])
-        val_loss = float(F.l1_loss(pred, self.test_targets[:n]))
-        imgs = torch.cat([self._decode(pred[i:i + 100]) for i in range(0, n, 100)])
+        out = {}
+        for name, betas, targets in (("val", self.val_betas, self.val_targets), ("test", self.test_betas, self.test_targets)):
+            images = self.eval_images[name]
+            n = len(images)
+            pred = torch.cat([m(betas[i:i + 100].to(self.device)).float().cpu() for i in range(0, n, 100)])
+            if name == "val":
+                out["val_loss"] = round(float(F.l1_loss(pred, targets[:n])), 5)
+            imgs = torch.cat([self._decode(pred[i:i + 100]) for i in range(0, n, 100)])
+            out[f"{name}_pixcorr"] = round(pixcorr(imgs, images), 4)
+            out[f"{name}_ssim"] = round(ssim(imgs, images), 4)
         self.model.train()
-        return {"val_loss": round(val_loss, 5), "val_pixcorr": round(pixcorr(imgs, self.test_images), 4),
-                "val_ssim": round(ssim(imgs, self.test_images), 4)}
+        return out
 
 
 def json_key(config) -> str:

@@ -17,8 +17,10 @@ def test_tiny_subject_layout(tiny_sim):
     ids, counts = np.unique(d.image_id[test], return_counts=True)
     assert len(ids) == TINY["n_test"] and (counts == 3).all(), "shared test images are seen 3 times"
     train_ids, train_counts = np.unique(d.image_id[d.trials("train")], return_counts=True)
-    assert len(train_ids) == TINY["n_train"] and set(train_counts) <= {1, 2, 3}
-    assert not np.isin(train_ids, ids).any()
+    val_ids, val_counts = np.unique(d.image_id[d.trials("val")], return_counts=True)
+    assert len(val_ids) == TINY["n_train"] // 5 and (val_counts == 3).all(), "val images are seen 3x, like test"
+    assert len(train_ids) + len(val_ids) == TINY["n_train"] and set(train_counts) <= {1, 2, 3}
+    assert not np.isin(train_ids, ids).any() and not np.isin(val_ids, ids).any() and not np.isin(val_ids, train_ids).any()
     assert set(np.unique(d.session)) == set(range(TINY["n_sessions"]))
     # reps count 0, 1, 2 per image in trial order
     for i in ids[:5]:
@@ -42,10 +44,14 @@ def test_averaging_and_repetitions_agree(tiny_sim):
     np.testing.assert_allclose(avg, reps.mean(1), atol=1e-5)
 
 
-def test_oracle_beats_chance_and_averaging_helps(tiny_sim):
+def test_oracle_beats_chance_and_averaging_helps(tiny_sim, tmp_path):
     _, s = tiny_sim
     assert s["n_way"] == TINY["n_test"]
-    assert s["oracle_top1_averaged"] > s["oracle_top1_single_trial"] > 5 / TINY["n_test"]
+    assert s["oracle_top1_averaged"] >= s["oracle_top1_single_trial"] > 5 / TINY["n_test"]
+    # at NSD-like noise the true-model oracle saturates; with 1/8 of the SNR averaging visibly helps
+    noisy = simulate(tmp_path, SimConfig(**{**TINY, "ncsnr_scale": 0.125}), workers=1, log=lambda *a: None)
+    assert noisy["oracle_top1_averaged"] > noisy["oracle_top1_single_trial"] > 5 / TINY["n_test"]
+    assert noisy["median_ncsnr"] < s["median_ncsnr"]
 
 
 def test_ground_truth_rebuilds_noise_free_response(tiny_sim):
@@ -89,9 +95,24 @@ def test_n_way_top1_protocol():
     assert chance < 0.02
 
 
+def test_noise_is_graded_by_area_around_the_subjects_median():
+    from mindeye.data.simnsd import AREA_NCSNR, SUBJECT_PARAMS, voxel_ncsnr
+    area = np.repeat(np.arange(6), [800, 800, 700, 300, 200, 300])
+    for p in SUBJECT_PARAMS.values():
+        assert 0.27 <= p["ncsnr"] <= 0.33  # NSD's nsdgeneral median is about 0.3
+        v = voxel_ncsnr(p["ncsnr"], area, 0.55, np.random.default_rng(0))
+        assert np.isclose(np.median(v), p["ncsnr"])
+        early, higher = np.median(v[area <= 2]), np.median(v[area >= 3])
+        assert early > 1.5 * higher, (early, higher)
+    assert min(AREA_NCSNR[:3]) > max(AREA_NCSNR[3:])
+
+
 @pytest.mark.slow
-def test_default_noise_is_calibrated(tmp_path):
-    """The issue's bar: oracle 300-way top-1 on 3-trial averages in [90%, 99%], clearly lower on single trials."""
+def test_default_noise_is_nsd_like(tmp_path):
+    """Issue #11's calibration: median measured ncsnr 0.30 +- 0.03, V1-V3 above the higher areas; the oracle
+    (true model) stays the ceiling and is near perfect at this noise."""
     s = simulate(tmp_path, SimConfig(subj=1), log=lambda *a: None)
-    assert 0.90 <= s["oracle_top1_averaged"] <= 0.99, s
-    assert s["oracle_top1_single_trial"] < s["oracle_top1_averaged"] - 0.05, s
+    assert 0.27 <= s["median_ncsnr"] <= 0.33, s
+    by = s["median_ncsnr_by_area"]
+    assert min(by["V1"], by["V2"], by["V3"]) > max(by["VO"], by["LO"], by["IPS"]), by
+    assert s["oracle_top1_averaged"] >= 0.99 and s["n_val_images"] == 300, s

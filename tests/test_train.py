@@ -51,7 +51,8 @@ def test_train_hidden_with_prior_logs_and_checkpoints(tiny_bundle, tmp_path):
     epochs = [r for r in rows if "val_fwd_top1" in r]
     assert len(epochs) == 2 and steps
     assert all(r["loss_prior"] > 0 for r in steps)
-    assert {"val_loss", "val_bwd_top1", "epoch_seconds", "samples_per_s"} <= set(epochs[0])
+    assert {"val_loss", "val_fwd_top1", "val_bwd_top1", "test_fwd_top1", "test_bwd_top1", "epoch_seconds",
+            "samples_per_s"} <= set(epochs[0])
     ck = torch.load(d / "last.pth", weights_only=False)
     assert {"epoch", "model_state_dict", "optimizer_state_dict", "lr_scheduler", "train_losses", "val_losses",
             "lrs"} <= set(ck)

@@ -29,6 +29,7 @@ from .errors import DataError
 FORMAT = "mindeye-canonical"
 FORMAT_VERSION = 1
 SPLITS = {"train": 0, "val": 1, "test": 2}
+BULK_GROUND_TRUTH = ("noise_free", "noise_free_image_id")
 SUBJECT_IDS = range(1, 9)
 
 
@@ -314,7 +315,11 @@ class SubjectData:
 
     def averaged(self, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
         """Repetition-averaged betas of a split: ``(betas [n_images, V], image_ids [n_images])``."""
-        idx = self.trials(split)
+        return self.average_trials(self.trials(split))
+
+    def average_trials(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Betas of trials ``idx`` averaged per image: ``(betas [n_images, V], image_ids [n_images])``."""
+        idx = np.asarray(idx)
         b = self.betas(idx)
         ids, inv = np.unique(self.image_id[idx], return_inverse=True)
         out = np.zeros((len(ids), self.n_voxels), np.float64)
@@ -361,10 +366,14 @@ class SubjectData:
     def labels(self, image_ids) -> dict[str, np.ndarray]:
         return self.image_store.labels(image_ids)
 
-    def ground_truth(self) -> dict[str, np.ndarray]:
-        """SimNSD only: true pRFs, areas, noise; empty for real data."""
+    def ground_truth(self, keys=None) -> dict[str, np.ndarray]:
+        """SimNSD only: true pRFs, areas, noise; empty for real data. The bulky per-image arrays
+        (``BULK_GROUND_TRUTH``: every image's noise-free response, tens of MB) are read only when named."""
         g = self._f.get("ground_truth")
-        return {k: v[()] for k, v in g.items()} if g is not None else {}
+        if g is None:
+            return {}
+        keys = [k for k in g if k not in BULK_GROUND_TRUTH] if keys is None else [k for k in keys if k in g]
+        return {k: g[k][()] for k in keys}
 
     @property
     def attrs(self) -> dict:

@@ -301,6 +301,16 @@ class DiffusionPrior(nn.Module):
             self.config.dim ** 0.5 if self.config.image_embed_scale is None else self.config.image_embed_scale
         )
 
+    def forward(self, voxels, image_embeds=None, rows=slice(None)):
+        """Training forward through the whole model (so a DDP wrapper sees one call): voxels -> ``(backbone,
+        projected)`` brain tokens and, given CLIP ``image_embeds``, the prior's loss on ``rows`` of the batch."""
+        backbone, proj = self.voxel2clip(voxels)
+        if image_embeds is None:
+            return backbone, proj
+        b = backbone[rows]
+        loss = self.loss(b, image_embeds[rows]) if len(b) else backbone.sum() * 0.0
+        return backbone, proj, loss
+
     def loss(self, brain_embeds, image_embeds, generator=None):
         """MSE between the predicted and true (scaled) clean image tokens at a random timestep, with conditioning
         dropout (``cond_drop_prob``) on both brain tokens and noisy image tokens. Returns a scalar."""

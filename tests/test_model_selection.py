@@ -1,0 +1,105 @@
+"""Honest model selection: a val split carved from training images picks best.pth; the test set is scored
+and logged beside it but never chooses anything. Plus the training levers chosen on that val split."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mindeye.data import canonical
+from mindeye.data.errors import DataError
+from mindeye.data.splits import selection_split
+
+from .test_train import TINY_MODEL, metrics, run  # noqa: F401  (fixtures below come from there too)
+from .test_train import cache_in_tmp, tiny_bundle  # noqa: F401
+
+
+def test_simnsd_val_split_is_used_as_is(tiny_sim):
+    d = canonical.load_subject(tiny_sim[0], 1)
+    sp = selection_split(d)
+    assert "dataset's val split" in sp.source
+    assert np.array_equal(sp.val_ids, np.unique(d.image_id[d.trials("val")]))
+    assert not np.isin(d.image_id[sp.train_trials], sp.val_ids).any()
+    assert not np.isin(sp.val_ids, np.unique(d.image_id[d.trials("test")])).any()
+
+
+def test_without_a_val_split_one_is_carved_from_training_images_only(tiny_sim, monkeypatch):
+    d = canonical.load_subject(tiny_sim[0], 1)
+    d.split = np.where(d.split == 1, 0, d.split)  # a dataset that stores no val split
+    sp = selection_split(d, n_val=10)
+    train_ids = np.unique(d.image_id[d.trials("train")])
+    test_ids = np.unique(d.image_id[d.trials("test")])
+    assert len(sp.val_ids) == 10 and np.isin(sp.val_ids, train_ids).all() and not np.isin(sp.val_ids, test_ids).any()
+    assert not np.isin(d.image_id[sp.train_trials], sp.val_ids).any()
+    assert "carved" in sp.source and np.array_equal(selection_split(d, n_val=10).val_ids, sp.val_ids)
+    avg, ids = d.average_trials(np.flatnonzero(np.isin(d.image_id, sp.val_ids) & (d.split == 0)))
+    assert np.allclose(avg, sp.val_betas) and np.array_equal(ids, sp.val_ids)
+
+
+def test_best_checkpoint_is_chosen_on_val_and_never_on_test(tiny_bundle, tmp_path, monkeypatch):
+    """Two identical runs, one with the test set's betas replaced by noise: same val curve, same best.pth epoch,
+    different test curve. If the test set steered the choice, the best epochs could differ."""
+    args = ["--num_epochs", "4", "--no-hidden", "--no-prior", "--ckpt_interval", "1"]
+    assert run(["--model_name", "a", *args], tiny_bundle, tmp_path) == 0
+    real = canonical.SubjectData.averaged
+
+    def noisy_test(self, split="test"):
+        b, ids = real(self, split)
+        return (np.random.default_rng(1).standard_normal(b.shape).astype(np.float32) if split == "test" else b), ids
+    monkeypatch.setattr(canonical.SubjectData, "averaged", noisy_test)
+    assert run(["--model_name", "b", *args], tiny_bundle, tmp_path) == 0
+    ea = [r for r in metrics(tmp_path / "a" / "metrics.jsonl") if "val_fwd_top1" in r]
+    eb = [r for r in metrics(tmp_path / "b" / "metrics.jsonl") if "val_fwd_top1" in r]
+    assert [r["val_fwd_top1"] for r in ea] == [r["val_fwd_top1"] for r in eb]
+    assert [r["test_fwd_top1"] for r in ea] != [r["test_fwd_top1"] for r in eb]
+    best_a = torch.load(tmp_path / "a" / "best.pth", weights_only=False)["epoch"]
+    best_b = torch.load(tmp_path / "b" / "best.pth", weights_only=False)["epoch"]
+    assert best_a == best_b
+    score = [(r["val_fwd_top1"] + r["val_bwd_top1"]) / 2 for r in ea]
+    assert best_a == int(np.argmax(score)) + 1  # the checkpoint's epoch counter is one past the epoch index
+    cfg = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert "val split" in cfg["data"]["val_split"]
+
+
+def test_prior_loss_skips_mixed_rows():
+    from mindeye.models.prior import DiffusionPrior, PriorConfig
+    from mindeye.models.voxel2clip import BrainNetwork, Voxel2ClipConfig
+    torch.manual_seed(0)
+    v2c = BrainNetwork(Voxel2ClipConfig(n_voxels=20, hidden=16, n_blocks=1, clip_tokens=3, clip_dim=8, proj_hidden=8))
+    p = DiffusionPrior(PriorConfig(dim=8, depth=1, heads=2, dim_head=4, num_tokens=3, rotary_dim=4), voxel2clip=v2c)
+    vox, tgt = torch.randn(6, 20), torch.randn(6, 3, 8)
+    keep = torch.tensor([True, False, True, False, False, True])
+    _, _, loss = p(vox, tgt, keep)
+    loss.backward()
+    assert p.voxel2clip.lin0[0].weight.grad is not None
+    # rows left out contribute nothing: changing their targets leaves the loss unchanged (same RNG draws)
+    tgt2 = tgt.clone()
+    tgt2[~keep] = 100.0
+    torch.manual_seed(1)
+    a = p(vox, tgt, keep)[2]
+    torch.manual_seed(1)
+    b = p(vox, tgt2, keep)[2]
+    assert torch.equal(a, b)
+    assert p(vox, tgt, torch.zeros(6, dtype=torch.bool))[2].item() == 0.0
+
+
+def test_train_levers_and_trunk_initialisation(tiny_bundle, tmp_path):
+    assert run(["--model_name", "h", "--num_epochs", "1", "--no-prior"], tiny_bundle, tmp_path) == 0
+    args = ["--model_name", "f", "--num_epochs", "1", "--no-hidden", "--no-prior", "--train_reps", "subset",
+            "--voxel_noise", "0.3", "--weight_decay", "0.05", "--drop_in", "0.3", "--init_backbone", str(tmp_path / "h")]
+    assert run(args, tiny_bundle, tmp_path) == 0
+    cfg = json.loads((tmp_path / "f" / "config.json").read_text())
+    assert cfg["train_reps"] == "subset" and cfg["voxel_noise"] == 0.3 and cfg["data"]["init_backbone"]["epoch"] == 1
+    # a trunk of another size is refused with what was expected
+    from mindeye.cli import main
+    bad = ["train", "--bundle", str(tiny_bundle), "--out", str(tmp_path), "--no-use_image_aug", *TINY_MODEL,
+           "--model_name", "g", "--num_epochs", "1", "--no-hidden", "--no-prior", "--hidden_dim", "24",
+           "--init_backbone", str(tmp_path / "h")]
+    assert main(bad) == 2
+    with pytest.raises(SystemExit):
+        main(["train", "--train_reps", "all"])
+    with pytest.raises(DataError):
+        from mindeye.train import TrainConfig, train
+        train(TrainConfig(bundle=str(tiny_bundle), out=str(tmp_path), train_reps="all"))
