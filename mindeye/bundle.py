@@ -48,3 +48,14 @@ class Bundle:
         return cls(name=raw.get("name", folder.name), dataset_kind=ds["kind"], data_path=dp,
                    subject=int(ds["subject"]), seed=int(ds.get("seed", 0)), models=raw.get("models", {}),
                    folder=path.parent)
+
+    def resolve(self, rel: str | Path) -> Path:
+        """A path named in the manifest: absolute as is; relative to the bundle's folder when it exists there
+        (so a bundle folder can be moved or copied whole), else relative to the project root."""
+        p = Path(rel)
+        if p.is_absolute():
+            return p
+        here = self.folder / p if self.folder is not None else None
+        if here is not None and (here.exists() or here.with_suffix(".json").exists()):  # a folder, file or model stem
+            return here
+        return PROJECT_ROOT / p

@@ -82,3 +82,21 @@ def load_model(stem: Path | str, expect: dict | None = None, device="cpu"):
         raise DataError(f"{st}: weights do not fit the model in {js.name} (missing {missing[:4]}, "
                         f"unexpected {unexpected[:4]})")
     return model.to(device).eval(), meta
+
+
+def load_any(path: Path | str, expect: dict | None = None, device="cpu"):
+    """``(model, meta)`` from a run folder (its best.pth, else last.pth), a ``.pth`` checkpoint, or a shipped
+    ``stem`` (.safetensors + .json); ``expect`` as in ``load_model``."""
+    from .train import load_checkpoint
+    path = Path(path)
+    if path.is_dir() or path.suffix == ".pth":
+        ck_path = path if path.suffix == ".pth" else (path / "best.pth" if (path / "best.pth").exists() else path / "last.pth")
+        ck = load_checkpoint(ck_path, expect=expect)
+        if "config" not in ck or "data" not in ck:
+            raise DataError(f"{ck_path}: a checkpoint without this project's 'config' and 'data' records (a released "
+                            "V1 file?): it cannot be rebuilt from its own metadata")
+        model = build_from_config(ck["config"], ck["data"])
+        model.load_state_dict(ck["model_state_dict"])
+        return model.to(device).eval(), {"config": ck["config"], "data": ck["data"], "checkpoint": ck_path.name,
+                                         "epoch": ck.get("epoch")}
+    return load_model(path.with_suffix("") if path.suffix in (".json", ".safetensors") else path, expect, device)

@@ -1,7 +1,7 @@
 """`python -m mindeye <command>`: the command-line face of the engine.
 
-Commands: simulate (SimNSD), convert (real NSD layouts -> canonical), download (public NSD copies),
-build-demo (train the shipped demo vision stack).
+Commands: simulate (SimNSD), convert (real NSD layouts -> canonical), download (public NSD copies), train,
+train-lowlevel, reconstruct, evaluate, build-demo (train the shipped demo vision stack).
 """
 from __future__ import annotations
 
@@ -253,6 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
     lo = sub.add_parser("train-lowlevel", help="train the low-level voxel -> VAE latent model, as train_autoencoder.py")
     add_lowlevel_flags(lo)
     lo.set_defaults(func=_train_lowlevel)
+
+    from .inference_cli import add_evaluate_flags, add_reconstruct_flags, evaluate_cmd, reconstruct_cmd
+    r = sub.add_parser("reconstruct", help="brain -> images for test trials, as Reconstructions.py")
+    add_reconstruct_flags(r)
+    r.set_defaults(func=reconstruct_cmd)
+    v = sub.add_parser("evaluate", help="score reconstructions with the paper's metrics, as Reconstruction_Metrics.py")
+    add_evaluate_flags(v)
+    v.set_defaults(func=evaluate_cmd)
 
     b = sub.add_parser("build-demo", help="train the demo vision stack (SceneCLIP, VAE, judge, decoder) from scratch")
     b.add_argument("--out", default="assets/demo", help="bundle folder to write (default: assets/demo)")

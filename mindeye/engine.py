@@ -2,7 +2,9 @@
 CLIs ask it for trials, maps and pictures instead of touching files themselves."""
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,23 @@ from .data.errors import DataError
 
 RESPONSES = ("average of 3 repetitions", "repetition 1", "repetition 2", "repetition 3")
 MAPS = ("response", "noise-free response (simulator)", "true polar angle", "true eccentricity", "visual areas", "noise ceiling (ncsnr)")
+
+
+class Model(str, Enum):
+    """The models a bundle can name (its ``models`` keys)."""
+    CLIP = "clip"
+    JUDGE = "judge"
+    HIDDEN = "mindeye_hidden"
+    FINAL = "mindeye_final"
+    LOWLEVEL = "lowlevel"
+    DECODER = "decoder"
+
+
+class Source(str, Enum):
+    """Where a reconstruction's CLIP hidden tokens come from."""
+    MINDEYE = "mindeye"  # BrainNetwork + diffusion prior
+    RIDGE = "ridge"  # the linear baseline
+    TRUE = "true"  # the seen image's own tokens: the decoder's ceiling
 
 
 @dataclass
@@ -51,6 +70,9 @@ class Engine:
         self._rep_row = {int(i): k for k, i in enumerate(rep_ids)}
         self.ground_truth = self.data.ground_truth()
         self.device = _device()
+        self._models: dict = {}
+        self._pipelines: dict = {}
+        self._lock = threading.RLock()
 
     # ----------------------------------------------------------------------------------------- summary
     @property
@@ -123,6 +145,107 @@ class Engine:
             return viz.surface_figure(nc, g.hemi, g.vertex, view=view, cmap="inferno", symmetric=False,
                                       vmax=float(np.percentile(nc, 99)), colorbar_title="ncsnr")
         raise DataError(f"unknown map {which_map!r}; expected one of {MAPS}")
+
+
+    # ----------------------------------------------------------------------------------------- models
+    def model_path(self, key: Model) -> Path:
+        rel = self.bundle.models.get(Model(key).value)
+        if not rel:
+            raise DataError(f"bundle {self.bundle.name!r} names no {Model(key).value} model "
+                            f"(its models: {sorted(self.bundle.models)})")
+        return self.bundle.resolve(rel)
+
+    def model(self, key: Model):
+        """A bundle model, loaded on first use and kept resident (thread-safe). MindEye models are checked
+        against the loaded subject's data fingerprint: weights for another subject are refused."""
+        key = Model(key)
+        with self._lock:
+            if key not in self._models:
+                self._models[key] = self._load(key, self.model_path(key))
+            return self._models[key]
+
+    def _load(self, key: Model, path: Path):
+        import torch
+        dev = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = torch.float16 if dev == "cuda" else torch.float32
+        if key == Model.CLIP:
+            from .models.scene_clip import SceneCLIP
+            return SceneCLIP.load(path, device=dev)
+        if key == Model.JUDGE:
+            from .models.judge import SceneJudge
+            return SceneJudge.load(path)
+        if key == Model.DECODER:
+            from .models.decoder import UnclipDecoder
+            return UnclipDecoder.from_pretrained(path, device=dev, dtype=dtype)
+        from .checkpoints import load_model
+        model, meta = load_model(path, expect={"subject": self.bundle.subject, "n_voxels": self.data.n_voxels,
+                                               "fingerprint": self.data.fingerprint()}, device=dev)
+        model.meta = meta
+        return model
+
+    def ridge(self, log=print):
+        """The ridge baseline on the hidden target, fitted on the train split (alpha by CV on it), cached."""
+        import torch
+
+        from .atomic import atomic_save
+        from .bundle import PROJECT_ROOT
+        from .data.splits import selection_split
+        from .models.ridge import RidgeModel, fit_ridge
+        from .train import file_sha256
+        with self._lock:
+            if "ridge" in self._models:
+                return self._models["ridge"]
+            clip = self.model(Model.CLIP)
+            tag = f"{self.data.fingerprint()}_{file_sha256(self.model_path(Model.CLIP) / 'model.safetensors')[:8]}_hidden"
+            path = PROJECT_ROOT / "cache" / "ridge" / f"{tag}.pt"
+            model = None
+            if path.exists():
+                try:
+                    model = RidgeModel.from_state_dict(torch.load(path, weights_only=True))
+                except Exception:
+                    path.unlink(missing_ok=True)
+            if model is None:
+                log("fitting the ridge baseline (voxels -> CLIP hidden tokens; once, then cached)")
+                split = selection_split(self.data)
+                x, ids = self.data.average_trials(split.train_trials)
+                with torch.no_grad():
+                    y = torch.cat([clip.hidden(self.data.images(ids[i:i + 256])).float().cpu() for i in range(0, len(ids), 256)])
+                model = fit_ridge(x, y.numpy())
+                atomic_save(model.state_dict(), path, torch.save)
+            self._models["ridge"] = model
+            return model
+
+    def pipeline(self, source: Source = Source.MINDEYE):
+        """The reconstruction pipeline for a source of hidden tokens (models stay resident)."""
+        from .pipelines.reconstruction import PriorHidden, ReconstructionPipeline, RidgeHidden
+        source = Source(source)
+        if source == Source.TRUE:
+            raise DataError("true-token reconstructions need the images: use reconstruct(..., source='true')")
+        with self._lock:
+            if source not in self._pipelines:
+                hidden = PriorHidden(self.model(Model.HIDDEN)) if source == Source.MINDEYE else RidgeHidden(self.ridge())
+                low = self.model(Model.LOWLEVEL) if Model.LOWLEVEL.value in self.bundle.models else None
+                self._pipelines[source] = ReconstructionPipeline(hidden, self.model(Model.DECODER), self.model(Model.CLIP), low)
+            return self._pipelines[source]
+
+    def reconstruct(self, indices, source: Source = Source.MINDEYE, strength: float = 0.85, n: int = 4,
+                    steps: int = 20, guidance: float = 3.5, seed: int = 0, progress=None):
+        """Reconstructions of test trials ``indices`` (positions in the test set) from their averaged betas."""
+        from .pipelines.reconstruction import ReconstructionPipeline, TrueHidden
+        idx = np.atleast_1d(np.asarray(indices))
+        if idx.dtype.kind not in "iu" or (idx < 0).any() or (idx >= self.n_test).any():
+            raise DataError(f"test trials must be integers in 0-{self.n_test - 1}, got {indices!r}")
+        voxels = self.test_betas[idx]
+        source = Source(source)
+        if source == Source.TRUE:
+            from .data.stream import to_model_input
+            images = to_model_input(self.data.images(self.test_ids[idx]))
+            low = self.model(Model.LOWLEVEL) if Model.LOWLEVEL.value in self.bundle.models else None
+            pipe = ReconstructionPipeline(TrueHidden(self.model(Model.CLIP), images), self.model(Model.DECODER),
+                                          self.model(Model.CLIP), low)
+        else:
+            pipe = self.pipeline(source)
+        return pipe(voxels, strength=strength, n=n, steps=steps, guidance=guidance, seed=seed, progress=progress)
 
 
 _ENGINE: Engine | None = None

@@ -1,0 +1,108 @@
+"""Brain -> image on SimNSD subject 1 with the shipped bundle: MindEye beside ridge (same decoder, same path)
+and beside the true tokens (the decoder's ceiling), on a fixed subset of test trials; an img2img-strength
+figure; reconstruction latency.
+
+    .venv/bin/python bench/recon_table.py [--trials 100] [--samples 4] [--strength 0.85]
+
+Writes bench/results/recon_table.json and docs/recon_strengths.png.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from bench.machine import machine_info  # noqa: E402
+from mindeye.bundle import PROJECT_ROOT  # noqa: E402
+from mindeye.data.stream import to_model_input  # noqa: E402
+from mindeye.engine import Model, Source, get_engine  # noqa: E402
+from mindeye.evaluation import evaluate_reconstructions, format_table  # noqa: E402
+
+RESULTS = PROJECT_ROOT / "bench" / "results" / "recon_table.json"
+
+
+def strength_figure(e, trials, strengths, path, seed=0):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = []
+    for s in strengths:
+        rows.append(e.reconstruct(trials, Source.MINDEYE, strength=s, n=1, seed=seed).picked)
+    low = e.pipeline(Source.MINDEYE).lowlevel_images(torch.from_numpy(e.test_betas[trials]))
+    truth = to_model_input(e.data.images(e.test_ids[trials]), 96)
+    cols = [("seen image", truth), ("low-level", low)] + [(f"strength {s:g}" + (" (no img2img)" if s == 1 else ""), r)
+                                                            for s, r in zip(strengths, rows)]
+    fig, ax = plt.subplots(len(trials), len(cols), figsize=(1.6 * len(cols), 1.6 * len(trials)))
+    for j, (title, imgs) in enumerate(cols):
+        for i in range(len(trials)):
+            ax[i, j].imshow(imgs[i].permute(1, 2, 0).clamp(0, 1).numpy())
+            ax[i, j].set_xticks([]), ax[i, j].set_yticks([])
+            if i == 0:
+                ax[i, j].set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--trials", type=int, default=100, help="test trials 0..N-1")
+    p.add_argument("--samples", type=int, default=4, help="samples per trial (second-order pick)")
+    p.add_argument("--strength", type=float, default=0.85, help="img2img strength for the table (V1: .85)")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--guidance", type=float, default=3.5)
+    p.add_argument("--no_figure", action="store_true")
+    p.add_argument("--no_latency", action="store_true")
+    args = p.parse_args()
+    e = get_engine()
+    clip, judge = e.model(Model.CLIP), e.model(Model.JUDGE)
+    idx = np.arange(args.trials)
+    originals = to_model_input(e.data.images(e.test_ids[idx]), 96)
+    labels = e.data.labels(e.test_ids[idx])
+    columns, seconds = {}, {}
+    for source, strength in ((Source.MINDEYE, args.strength), (Source.MINDEYE, 1.0), (Source.RIDGE, args.strength),
+                             (Source.RIDGE, 1.0), (Source.TRUE, 1.0)):
+        name = f"{source.value}, strength {strength:g}"
+        t0 = time.time()
+        picked = []
+        for i in range(0, len(idx), 10):
+            r = e.reconstruct(idx[i:i + 10], source, strength=strength, n=args.samples, steps=args.steps,
+                              guidance=args.guidance, seed=int(i))
+            picked.append(r.picked)
+        seconds[name] = round(time.time() - t0, 1)
+        columns[name] = evaluate_reconstructions(torch.cat(picked), originals, clip, judge, labels)
+        print(name, json.dumps({k: v for k, v in columns[name].items() if isinstance(v, float)}), flush=True)
+    low = torch.cat([e.pipeline(Source.MINDEYE).lowlevel_images(torch.from_numpy(e.test_betas[idx[i:i + 50]]))
+                     for i in range(0, len(idx), 50)])
+    columns["low-level model alone"] = evaluate_reconstructions(low, originals, clip, judge, labels)
+    latency = {}
+    if not args.no_latency:
+        for n in (1, 4, 16):
+            e.reconstruct([0], Source.MINDEYE, strength=args.strength, n=n, steps=args.steps)  # warm
+            t0 = time.time()
+            e.reconstruct([1], Source.MINDEYE, strength=args.strength, n=n, steps=args.steps)
+            latency[str(n)] = round(time.time() - t0, 2)
+    if not args.no_figure:
+        strength_figure(e, np.array([0, 3, 7, 12, 21, 30]), (0.0, 0.5, 0.85, 1.0), PROJECT_ROOT / "docs" / "recon_strengths.png")
+    import resource
+    res = {"bench": "recon_table", "trials": f"test trials 0-{args.trials - 1}", "samples_per_trial": args.samples,
+           "steps": args.steps, "guidance": args.guidance, "columns": columns, "seconds": seconds,
+           "latency_one_trial_s": latency, "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+           "seed": 0, "machine": machine_info()}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(res, indent=1))
+    print(format_table(columns))
+    print(json.dumps({"latency_one_trial_s": latency, "peak_rss_mb": res["peak_rss_mb"]}))
+
+
+if __name__ == "__main__":
+    main()

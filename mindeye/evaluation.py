@@ -1,0 +1,77 @@
+"""Scoring reconstructions the paper's way (REFERENCE.md, V1 Reconstruction_Metrics), plus, on SimNSD, the
+scene-attribute judge.
+
+Low-level: PixCorr and SSIM (grayscale, gaussian weights) at the originals' size and at 425 px, MindEye's
+resolution (the two differ a lot on the same images; never set one beside the paper's number under the
+other's label). High-level: 2-way identification with the bundle's CLIP (SceneCLIP on SimNSD). The paper's
+feature nets (AlexNet(2), AlexNet(5), InceptionV3, CLIP ViT-L/14, EffNet-B, SwAV) need their weights in a
+local torch-hub / HF cache; where they are absent the table says "not available", never a number from
+random weights.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .metrics import pixcorr, ssim, two_way_identification
+
+PAPER_FEATURE_METRICS = ("AlexNet(2)", "AlexNet(5)", "InceptionV3", "CLIP ViT-L/14", "EffNet-B", "SwAV")
+NOT_AVAILABLE = "not available"
+
+
+def untied_largest(labels: dict) -> np.ndarray:
+    """Scenes whose largest object is unambiguous: no other object shares its size class."""
+    size = np.asarray(labels["size"])
+    first = size[:, 0]
+    others = size[:, 1:]
+    return ~((others == first[:, None]) & (others >= 0)).any(1)
+
+
+def judge_table(judge, recons: torch.Tensor, labels: dict) -> dict:
+    """The judge's attribute accuracies on the reconstructions, as labelled and on untied scenes only."""
+    from .models.judge import judge_scores
+    pred = judge.predict(recons)
+    out = {f"judge {k}": v for k, v in judge_scores(pred, labels).items()}
+    keep = untied_largest(labels)
+    if keep.any():
+        sub = {k: np.asarray(v)[keep] for k, v in labels.items()}
+        ps = {k: np.asarray(v)[keep] for k, v in pred.items()}
+        for k, v in judge_scores(ps, sub).items():
+            if "largest" in k:
+                out[f"judge {k} (untied, n={int(keep.sum())})"] = v
+    return out
+
+
+@torch.no_grad()
+def evaluate_reconstructions(recons: torch.Tensor, originals: torch.Tensor, clip=None, judge=None,
+                             labels: dict | None = None) -> dict:
+    """``recons``, ``originals``: ``[N, 3, H, W]`` in [0, 1] (any sizes; compared at the originals' size and at
+    425 px). Returns an ordered dict of metric -> value (float or ``NOT_AVAILABLE``)."""
+    size = originals.shape[-1]
+    out = {"n": len(recons),
+           f"PixCorr ({size} px)": pixcorr(recons, originals),
+           f"SSIM ({size} px)": ssim(recons, originals),
+           "PixCorr (425 px)": pixcorr(recons, originals, size=425),
+           "SSIM (425 px)": ssim(recons, originals, size=425)}
+    if clip is not None:
+        f_rec = torch.cat([clip.final(recons[i:i + 100]).float().cpu() for i in range(0, len(recons), 100)])
+        f_org = torch.cat([clip.final(originals[i:i + 100]).float().cpu() for i in range(0, len(originals), 100)])
+        out["bundle CLIP 2-way"] = two_way_identification(f_rec, f_org)
+    for name in PAPER_FEATURE_METRICS:
+        out[name] = NOT_AVAILABLE
+    if judge is not None and labels is not None:
+        out.update(judge_table(judge, recons, labels))
+    return out
+
+
+def format_table(columns: dict[str, dict]) -> str:
+    """Markdown table: one column per method (``{method: metrics}``), one row per metric."""
+    names = list(columns)
+    rows = []
+    for metric in next(iter(columns.values())):
+        cells = []
+        for n in names:
+            v = columns[n].get(metric, "")
+            cells.append(f"{v:.3f}" if isinstance(v, float) else str(v))
+        rows.append(f"| {metric} | " + " | ".join(cells) + " |")
+    return "\n".join([f"| metric | {' | '.join(names)} |", "|---" * (len(names) + 1) + "|", *rows])

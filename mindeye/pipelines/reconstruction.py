@@ -1,0 +1,156 @@
+"""Brain -> image, MindEye V1's way.
+
+voxels -> BrainNetwork -> diffusion prior (sampled) -> CLIP hidden tokens -> unCLIP decoder (Versatile
+Diffusion's image-variation UNet, or the demo's), with img2img from the low-level model's picture
+(voxels -> VAE latents -> VAE decoder) at ``strength`` (V1's convention: the fraction of the denoising schedule
+that runs; 1 = no img2img, start from noise). ``n`` samples per trial are drawn in one batch and V1's
+second-order selection picks the one whose CLIP tokens are nearest the brain-predicted tokens.
+
+The same drawing path serves every source of hidden tokens (``HiddenSource``): MindEye's prior
+(``PriorHidden``), the ridge baseline (``RidgeHidden``), and the true image's tokens (``TrueHidden``, the
+decoder's ceiling), so their reconstructions differ only in where the tokens came from.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.errors import DataError
+from ..models.embedders import normalize_hidden
+
+MAX_SAMPLES = 16  # V1's recons_per_sample ceiling per trial
+
+
+class HiddenSource(Protocol):
+    name: str
+
+    def hidden(self, voxels: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+        """voxels ``[B, V]`` -> CLIP hidden tokens ``[B, n, T, D]`` (CLS-norm normalised)."""
+
+
+class PriorHidden:
+    """MindEye: BrainNetwork backbone -> diffusion prior sampling (``steps`` of its DDPM chain)."""
+    name = "mindeye"
+
+    def __init__(self, prior, steps: int | None = None, guidance_scale: float = 1.0):
+        if not hasattr(prior, "sample") or getattr(prior, "voxel2clip", None) is None:
+            raise DataError("the MindEye hidden model has no diffusion prior; reconstruction needs the hidden model "
+                            "with its prior (mindeye_hidden), not the final-layer model")
+        self.prior, self.steps, self.guidance_scale = prior, steps, guidance_scale
+
+    @torch.no_grad()
+    def backbone(self, voxels: torch.Tensor) -> torch.Tensor:
+        return self.prior.voxel2clip(voxels)[0]
+
+    @torch.no_grad()
+    def hidden(self, voxels, n, generator):
+        b = self.backbone(voxels)  # [B, T, D]
+        bb = b.repeat_interleave(n, dim=0)
+        out = self.prior.sample(bb, steps=self.steps, guidance_scale=self.guidance_scale, generator=generator)
+        return normalize_hidden(out.float()).view(len(voxels), n, *out.shape[1:])
+
+
+class RidgeHidden:
+    """The ridge baseline: a linear map from voxels to the hidden tokens (deterministic: one draw)."""
+    name = "ridge"
+
+    def __init__(self, ridge):
+        self.ridge = ridge
+
+    @torch.no_grad()
+    def hidden(self, voxels, n, generator):
+        y = self.ridge.predict(voxels.float().cpu()).to(voxels.device)
+        return normalize_hidden(y.float())[:, None].expand(-1, n, -1, -1)
+
+
+class TrueHidden:
+    """The decoder's ceiling: the seen image's own CLIP tokens (needs the images, not voxels)."""
+    name = "true"
+
+    def __init__(self, embedder, images: torch.Tensor):
+        self.embedder, self.images = embedder, images
+
+    @torch.no_grad()
+    def hidden(self, voxels, n, generator):
+        h = self.embedder.hidden(self.images, normalize=True).float()
+        return h[:, None].expand(-1, n, -1, -1)
+
+
+@dataclass
+class Reconstruction:
+    samples: torch.Tensor  # [B, n, 3, H, W] in [0, 1]
+    best: np.ndarray  # [B] index of the second-order pick among the n samples
+    selection_scores: torch.Tensor  # [B, n] cosine(sample's CLIP tokens, brain-predicted tokens)
+    lowlevel: torch.Tensor | None  # [B, 3, h, w] the low-level model's picture (img2img init), or None
+    hidden: torch.Tensor  # [B, n, T, D] the tokens each sample was drawn from
+    strength: float
+    source: str
+
+    @property
+    def picked(self) -> torch.Tensor:
+        """``[B, 3, H, W]``: each trial's second-order pick."""
+        return self.samples[torch.arange(len(self.best)), torch.as_tensor(self.best)]
+
+
+def check_settings(strength: float, n: int, steps: int, guidance: float) -> None:
+    """Bad settings get a message naming what is allowed (the UI and the CLIs both call this)."""
+    if not (isinstance(strength, (int, float)) and 0.0 <= float(strength) <= 1.0):
+        raise DataError(f"img2img strength must be in [0, 1] (1 = no img2img), got {strength!r}")
+    if not (isinstance(n, (int, np.integer)) and 1 <= int(n) <= MAX_SAMPLES):
+        raise DataError(f"samples per trial must be an integer from 1 to {MAX_SAMPLES}, got {n!r}")
+    if not (isinstance(steps, (int, np.integer)) and 1 <= int(steps) <= 200):
+        raise DataError(f"denoising steps must be an integer from 1 to 200, got {steps!r}")
+    if not (isinstance(guidance, (int, float)) and 1.0 <= float(guidance) <= 20.0):
+        raise DataError(f"guidance scale must be in [1, 20], got {guidance!r}")
+
+
+class ReconstructionPipeline:
+    """Holds its models on one device; safe to call from several threads (calls are serialised: the
+    diffusion scheduler is stateful)."""
+
+    def __init__(self, source: HiddenSource, decoder, embedder, lowlevel=None, vae=None):
+        self.source, self.decoder, self.embedder, self.lowlevel = source, decoder, embedder, lowlevel
+        self.vae = vae if vae is not None else decoder.vae
+        self._lock = threading.Lock()
+
+    @property
+    def device(self):
+        return self.decoder.device
+
+    @torch.no_grad()
+    def lowlevel_images(self, voxels: torch.Tensor) -> torch.Tensor | None:
+        """The low-level model's pictures ``[B, 3, h, w]`` in [0, 1] (blurry layout and colour), or None."""
+        if self.lowlevel is None:
+            return None
+        from ..models import autoencoder as AE
+        p = next(self.lowlevel.parameters())
+        lat = self.lowlevel(voxels.to(p.device, p.dtype))
+        lat = lat[0] if isinstance(lat, tuple) else lat
+        return AE.decode(self.vae, lat.to(self.vae.device, self.vae.dtype)).float().cpu()
+
+    @torch.no_grad()
+    def __call__(self, voxels, strength: float = 0.85, n: int = 4, steps: int = 20, guidance: float = 3.5,
+                 seed: int = 0, progress=None) -> Reconstruction:
+        check_settings(strength, n, steps, guidance)
+        v = torch.as_tensor(np.asarray(voxels) if not isinstance(voxels, torch.Tensor) else voxels).float()
+        if v.ndim == 1:
+            v = v[None]
+        with self._lock:
+            g = torch.Generator("cpu").manual_seed(int(seed))
+            hidden = self.source.hidden(v, int(n), g)  # [B, n, T, D]
+            b, n_, t, d = hidden.shape
+            low = self.lowlevel_images(v) if float(strength) < 1.0 else None
+            init = low.repeat_interleave(n_, dim=0) if low is not None else None
+            samples = self.decoder.decode(hidden.reshape(b * n_, t, d), steps=int(steps), guidance_scale=float(guidance),
+                                          init_images=init, img2img_strength=float(strength), seed=int(seed),
+                                          progress=progress)
+            samples = samples.view(b, n_, *samples.shape[1:])
+            # V1's second-order selection: the sample whose CLIP tokens are nearest the brain-predicted ones
+            emb = self.embedder.hidden(samples.flatten(0, 1), normalize=True).float().cpu()
+            sel = F.cosine_similarity(emb.flatten(1), hidden.reshape(b * n_, -1).float().cpu(), dim=1).view(b, n_)
+        return Reconstruction(samples, sel.argmax(1).numpy(), sel, low, hidden, float(strength), self.source.name)

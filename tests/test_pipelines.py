@@ -1,0 +1,139 @@
+"""Brain -> image end to end on a tiny bundle built by `build-demo --tiny` over the tiny SimNSD subject:
+the engine's lazy models, reconstruction from MindEye / ridge / true tokens with img2img and the second-order
+pick, the reconstruct and evaluate commands with the seed's file names, and top-k retrieval."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mindeye.data.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def tiny_stack(tiny_sim, tmp_path_factory):
+    """A whole tiny bundle (SceneCLIP, VAE, judge, decoder, MindEye hidden + prior, final, low-level)."""
+    import os
+    from mindeye.cli import main
+    root = tmp_path_factory.mktemp("stack")
+    out, work = root / "demo", root / "work"
+    old = os.environ.get("MINDEYE_CACHE_DIR")
+    os.environ["MINDEYE_CACHE_DIR"] = str(root / "cache")
+    try:
+        build = ["build-demo", "--tiny", "--out", str(out), "--work", str(work), "--workers", "0", "--stages"]
+        assert main([*build, "clip,vae,judge,decoder"]) == 0
+        manifest = json.loads((out / "bundle.json").read_text())
+        manifest["dataset"] = {"kind": "simnsd", "path": str(tiny_sim[0]), "subject": 1, "seed": 0}
+        (out / "bundle.json").write_text(json.dumps(manifest))
+        assert main([*build, "mindeye"]) == 0
+    finally:
+        if old is None:
+            os.environ.pop("MINDEYE_CACHE_DIR", None)
+        else:
+            os.environ["MINDEYE_CACHE_DIR"] = old
+    return out
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_stack):
+    from mindeye.bundle import Bundle
+    from mindeye.engine import Engine
+    return Engine(Bundle.load(tiny_stack), log=lambda *a: None)
+
+
+def test_bundle_paths_resolve_against_the_bundle_folder(tiny_stack, tmp_path):
+    import shutil
+    from mindeye.bundle import Bundle
+    moved = tmp_path / "moved"
+    shutil.copytree(tiny_stack, moved)
+    m = json.loads((moved / "bundle.json").read_text())
+    m["models"] = {k: "mindeye/hidden" if k == "mindeye_hidden" else v for k, v in m["models"].items()}
+    (moved / "bundle.json").write_text(json.dumps(m))
+    b = Bundle.load(moved)
+    assert b.resolve("mindeye/hidden") == moved / "mindeye" / "hidden"
+
+
+def test_mindeye_reconstruction_with_img2img_and_second_order_pick(engine):
+    from mindeye.engine import Model, Source
+    r = engine.reconstruct([0, 1], Source.MINDEYE, strength=0.5, n=3, steps=3, seed=7)
+    dec = engine.model(Model.DECODER)
+    side = dec.unet.config.sample_size * dec.vae_scale
+    assert r.samples.shape == (2, 3, 3, side, side) and 0 <= r.samples.min() and r.samples.max() <= 1
+    assert r.lowlevel is not None and r.lowlevel.shape[0] == 2
+    assert r.best.shape == (2,) and all(r.selection_scores[i, r.best[i]] == r.selection_scores[i].max() for i in range(2))
+    assert torch.equal(r.picked[1], r.samples[1, r.best[1]])
+    again = engine.reconstruct([0, 1], Source.MINDEYE, strength=0.5, n=3, steps=3, seed=7)
+    assert torch.equal(r.samples, again.samples), "seeded"
+    other = engine.reconstruct([0, 1], Source.MINDEYE, strength=0.5, n=3, steps=3, seed=8)
+    assert not torch.equal(r.samples, other.samples)
+    # strength 1 means no img2img: the low-level picture is not used
+    assert engine.reconstruct([0], Source.MINDEYE, strength=1.0, n=1, steps=2).lowlevel is None
+    assert engine.model(Model.HIDDEN) is engine.model(Model.HIDDEN), "models stay resident"
+
+
+def test_ridge_and_true_tokens_take_the_same_drawing_path(engine):
+    from mindeye.engine import Source
+    ridge = engine.reconstruct([2], Source.RIDGE, strength=1.0, n=2, steps=2)
+    true = engine.reconstruct([2], Source.TRUE, strength=1.0, n=2, steps=2)
+    assert ridge.samples.shape == true.samples.shape and ridge.source == "ridge" and true.source == "true"
+    assert torch.allclose(ridge.hidden[:, 0], ridge.hidden[:, 1]), "ridge is deterministic: one prediction per trial"
+
+
+@pytest.mark.parametrize("kw, match", [(dict(strength=7), "strength"), (dict(n=10**6), "samples"),
+                                       (dict(steps=0), "steps"), (dict(guidance=0.1), "guidance")])
+def test_bad_settings_are_named(engine, kw, match):
+    with pytest.raises(DataError, match=match):
+        engine.reconstruct([0], **{"n": 1, "steps": 2, **kw})
+
+
+def test_bad_trials_are_named(engine):
+    with pytest.raises(DataError, match="test trials must be integers"):
+        engine.reconstruct([-5])
+    with pytest.raises(DataError, match="test trials must be integers"):
+        engine.reconstruct([engine.n_test])
+
+
+def test_reconstruct_and_evaluate_commands_write_the_seeds_files(tiny_stack, tmp_path, capsys):
+    from mindeye.cli import main
+    args = ["reconstruct", "--bundle", str(tiny_stack), "--trials", "4", "--recons_per_sample", "2", "--steps", "2",
+            "--img2img_strength", "0.5", "--out", str(tmp_path)]
+    assert main([*args, "--model_name", "tiny"]) == 2  # no run or model of that name: a clear error
+    assert main(args) == 0
+    recon = tmp_path / "SimNSD_demo_recons_img2img0.5_2samples.pt"
+    assert recon.exists() and (tmp_path / "all_images.pt").exists()
+    assert torch.load(recon, weights_only=True).shape[0] == 4
+    # --model_name given as a shipped stem is loaded (and checked against the data); an unknown one is an error
+    assert main([*args, "--model_name", str(tiny_stack / "mindeye" / "hidden"), "--ridge"]) == 0
+    assert (tmp_path / "hidden_ridge_recons_img2img0.5_2samples.pt").exists()
+    assert main([*args, "--img2img_strength", "7"]) == 2
+    capsys.readouterr()
+    ridge = next(tmp_path.glob("*ridge*samples.pt"))
+    assert main(["evaluate", "--recon_path", str(recon), str(ridge), "--all_images_path", str(tmp_path / "all_images.pt"),
+                 "--bundle", str(tiny_stack), "--json"]) == 0
+    cols = json.loads(capsys.readouterr().out)
+    first = cols[recon.stem]
+    assert -1 <= first["PixCorr (96 px)"] <= 1 and 0 <= first["bundle CLIP 2-way"] <= 1
+    assert first["AlexNet(2)"] == "not available" and "judge shape_largest" in first
+    assert recon.with_suffix(".csv").exists()
+    (tmp_path / "bad.pt").write_bytes(b"junk")
+    assert main(["evaluate", "--recon_path", str(tmp_path / "bad.pt"), "--all_images_path",
+                 str(tmp_path / "all_images.pt"), "--bundle", str(tiny_stack)]) == 2
+
+
+def test_retriever_topk_exact_and_faiss_agree():
+    from mindeye.pipelines import Retriever
+    g = torch.Generator().manual_seed(0)
+    emb = torch.randn(500, 16, generator=g)
+    ids = np.arange(1000, 1500)
+    exact, fa = Retriever(emb, ids, use_faiss=False), Retriever(emb, ids, use_faiss=True)
+    q = emb[:5] + 0.01 * torch.randn(5, 16, generator=g)
+    s1, i1 = exact.topk(q, 10)
+    s2, i2 = fa.topk(q, 10)
+    assert (i1[:, 0] == ids[:5]).all() and np.array_equal(i1, i2) and np.allclose(s1, s2, atol=1e-5)
+    assert exact.rank_of(q[0], 1000) == 1
+    with pytest.raises(DataError, match="k must be"):
+        exact.topk(q, 10**9)
+    with pytest.raises(DataError, match="dims"):
+        exact.topk(torch.randn(1, 8), 3)
