@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import gradio as gr  # noqa: E402
 
-from components import trials  # noqa: E402
+from components import reconstruct, retrieve, trials  # noqa: E402
 from mindeye.bundle import DEMO_BUNDLE, Bundle  # noqa: E402
 from mindeye.engine import Engine  # noqa: E402
 
@@ -28,6 +28,13 @@ def build_app(engine: Engine) -> gr.Blocks:
         gr.Markdown(engine.describe())
         with gr.Tab("Trials"):
             show_trial, show_map, map_inputs, trial_outputs, brain = trials.build(engine)
+        models = engine.bundle.models
+        if {"mindeye_hidden", "decoder", "clip"} <= set(models):
+            with gr.Tab("Reconstruct"):
+                reconstruct.build(engine)
+        if {"mindeye_final", "clip"} <= set(models):
+            with gr.Tab("Retrieve"):
+                retrieve.build(engine)
         demo.load(show_trial, map_inputs[0], trial_outputs, api_name=False)
         demo.load(show_map, map_inputs, brain, api_name=False)
     return demo

@@ -49,7 +49,55 @@ def render_mindeye_table(res: dict) -> str:
     return "\n".join(lines)
 
 
-RENDERERS = {"mindeye_table": render_mindeye_table}
+def render_simnsd_oracle(res: dict) -> str:
+    lines = ["| subject | voxels | trials | median ncsnr (V1 / V2 / V3 / VO / LO / IPS) | median NC 1 / 3 trials "
+             "| oracle 300-way top-1, 3-trial avg / single trial | simulate (s) |", "|---|---|---|---|---|---|---|"]
+    for s in res["rows"]:
+        areas = " / ".join(f"{v:.2f}" for v in s["median_ncsnr_by_area"].values())
+        sec = f"{s['seconds']:.0f}" if s.get("seconds") else "-"
+        lines.append(f"| {s['subject']} | {s['n_voxels']} | {s['n_trials']} | {s['median_ncsnr']:.3f} ({areas}) "
+                     f"| {s['median_noise_ceiling_1trial']:.1f}% / {s['median_noise_ceiling_3trials']:.1f}% "
+                     f"| {100 * s['oracle_top1_averaged']:.1f}% / {100 * s['oracle_top1_single_trial']:.1f}% | {sec} |")
+    m = res["machine"]
+    lines += ["", f"SimNSD {res['simulator_version']}, seed {res['seed']}; measured on {m['cores']} cores ({m['cpu']}) "
+                  f"by `bench/simnsd_oracle.py`."]
+    return "\n".join(lines)
+
+
+def render_demo_preset(res: dict) -> str:
+    r = res.get("ridge_final_target")
+    ridge = f"{100 * r['image']:.1f}% / {100 * r['brain']:.1f}%" if r else "not measured"
+    return (f"The demo preset (`train --preset demo`) trains {len(res['epoch_seconds'])} epochs in "
+            f"{res['train_seconds']:.0f} s ({res['wall_seconds_incl_setup']:.0f} s with setup) and ends at "
+            f"{100 * res['final_test_image_top1']:.1f}% / {100 * res['final_test_brain_top1']:.1f}% test top-1 "
+            f"(val {100 * res['final_val_image_top1']:.1f}% / {100 * res['final_val_brain_top1']:.1f}%), against ridge's "
+            f"{ridge} on the same target; it reaches half of its final test accuracy after "
+            f"{res['half_reached_at_s']:.0f} s (epoch {res['half_reached_epoch']}) and writes a metrics line at least "
+            f"every {res['max_seconds_between_metric_lines']:.1f} s (`bench/demo_preset.py`, {res['machine']['cores']} cores).")
+
+
+def render_recon_table(res: dict) -> str:
+    cols = res["columns"]
+    names = list(cols)
+    lines = ["| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for metric in cols[names[0]]:
+        if metric == "n":
+            continue
+        cells = [cols[n].get(metric, "") for n in names]
+        cells = [f"{c:.3f}" if isinstance(c, float) else str(c) for c in cells]
+        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    lat = res.get("latency_one_trial_s", {})
+    lat_s = ", ".join(f"N = {k}: {v:.1f} s" for k, v in lat.items())
+    m = res["machine"]
+    lines += ["", f"{res['trials']} of SimNSD subject 1, {res['samples_per_trial']} samples per trial (second-order "
+                  f"pick), {res['steps']} UniPC steps, guidance {res['guidance']}. One trial's reconstruction at the "
+                  f"table's strength: {lat_s}. Engine peak RSS {res['peak_rss_mb']} MB. Measured on {m['cores']} cores "
+                  f"({m['cpu']}) by `bench/recon_table.py`."]
+    return "\n".join(lines)
+
+
+RENDERERS = {"mindeye_table": render_mindeye_table, "simnsd_oracle": render_simnsd_oracle,
+             "demo_preset": render_demo_preset, "recon_table": render_recon_table}
 
 
 def generated_readme(text: str) -> str:
@@ -58,8 +106,8 @@ def generated_readme(text: str) -> str:
         if not path.exists():
             continue
         block = render(json.loads(path.read_text()))
-        pat = re.compile(rf"(<!-- generated:{name} -->\n).*?(\n<!-- /generated:{name} -->)", re.S)
-        text = pat.sub(lambda m: m.group(1) + block + m.group(2), text)
+        pat = re.compile(rf"(<!-- generated:{name} -->\n)(?:.*?\n)?(<!-- /generated:{name} -->)", re.S)
+        text = pat.sub(lambda m: m.group(1) + block + "\n" + m.group(2), text)
     return text
 
 

@@ -1,18 +1,28 @@
-"""Simulate every SimNSD subject at the default size and print the oracle ceiling, noise ceiling and timing.
+"""Simulate every SimNSD subject at the default size and record the noise ceilings, the oracle and timing.
 
-    python bench/simnsd_oracle.py [--out data/simnsd] [--subj 1 2 5 7]
+    python bench/simnsd_oracle.py [--out data/simnsd] [--subj 1 2 5 7] [--force]
+
+Writes bench/results/simnsd_oracle.json (``--force`` re-simulates, so the time column is real);
+``python bench/readme_tables.py`` puts it in the README.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
+from pathlib import Path
 
-from mindeye.data.simnsd import SUBJECTS, SimConfig, simulate
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.machine import machine_info  # noqa: E402
+from mindeye.bundle import PROJECT_ROOT  # noqa: E402
+from mindeye.data.simnsd import SIMULATOR_VERSION, SUBJECTS, SimConfig, simulate  # noqa: E402
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--out", default="data/simnsd")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default=str(PROJECT_ROOT / "data" / "simnsd"))
     p.add_argument("--subj", type=int, nargs="+", default=list(SUBJECTS))
     p.add_argument("--force", action="store_true", help="re-simulate to time it")
     args = p.parse_args()
@@ -20,14 +30,18 @@ def main() -> None:
     for s in args.subj:
         t = time.time()
         summary = simulate(args.out, SimConfig(subj=s), force=args.force, log=lambda *a: None)
-        rows.append((summary, time.time() - t))
-    print("| subject | voxels | trials | oracle 300-way top-1, 3-trial avg | single trial | median ncsnr | "
-          "median NC 1 trial | median NC 3 trials | time (s) |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for s, dt in rows:
-        print(f"| {s['subject']} | {s['n_voxels']} | {s['n_trials']} | {100 * s['oracle_top1_averaged']:.1f}% | "
-              f"{100 * s['oracle_top1_single_trial']:.1f}% | {s['median_ncsnr']:.3f} | "
-              f"{s['median_noise_ceiling_1trial']:.1f}% | {s['median_noise_ceiling_3trials']:.1f}% | {dt:.0f} |")
+        rows.append({**summary, "seconds": round(time.time() - t, 1) if args.force else None})
+    res = {"bench": "simnsd_oracle", "simulator_version": SIMULATOR_VERSION, "seed": 0, "rows": rows,
+           "machine": machine_info()}
+    path = PROJECT_ROOT / "bench" / "results" / "simnsd_oracle.json"
+    if path.exists() and not args.force:  # keep the timings of the last forced run
+        old = {r["subject"]: r.get("seconds") for r in json.loads(path.read_text())["rows"]}
+        for r in rows:
+            r["seconds"] = r["seconds"] or old.get(r["subject"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(res, indent=1))
+    from bench.readme_tables import render_simnsd_oracle
+    print(render_simnsd_oracle(res))
 
 
 if __name__ == "__main__":

@@ -248,6 +248,64 @@ class Engine:
         return pipe(voxels, strength=strength, n=n, steps=steps, guidance=guidance, seed=seed, progress=progress)
 
 
+    # ----------------------------------------------------------------------------------------- retrieval
+    def test_image_embeddings(self, target: str = "final"):
+        """CLIP embeddings of every test image (``final`` [N, D] or ``hidden`` [N, T, D]), computed once."""
+        import torch
+        key = f"test_{target}"
+        with self._lock:
+            if key not in self._models:
+                clip = self.model(Model.CLIP)
+                fn = clip.final if target == "final" else clip.hidden
+                with torch.no_grad():
+                    self._models[key] = torch.cat([fn(self.data.images(self.test_ids[i:i + 250])).float().cpu()
+                                                   for i in range(0, self.n_test, 250)])
+            return self._models[key]
+
+    def brain_embeddings(self, target: str = "final"):
+        """Every test trial's brain-predicted embedding (the MindEye model's projector output), computed once."""
+        import torch
+        key = f"brain_{target}"
+        with self._lock:
+            if key not in self._models:
+                m = self.model(Model.FINAL if target == "final" else Model.HIDDEN)
+                v2c = getattr(m, "voxel2clip", None) or m
+                p = next(v2c.parameters())
+                with torch.no_grad():
+                    self._models[key] = torch.cat([v2c(torch.from_numpy(self.test_betas[i:i + 250]).to(p.device, p.dtype))[1]
+                                                   .float().cpu() for i in range(0, self.n_test, 250)])
+            return self._models[key]
+
+    def retrieve(self, index: int, k: int = 8, target: str = "final"):
+        """Image retrieval for one test trial over the test set: ``(ids [k], scores [k], rank of the seen image)``."""
+        from .pipelines.retrieval import Retriever
+        if target not in ("final", "hidden"):
+            raise DataError(f"retrieval target should be 'final' or 'hidden', got {target!r}")
+        self.test_trial(index)  # range check with a clear message
+        with self._lock:
+            key = f"retriever_{target}"
+            if key not in self._models:
+                self._models[key] = Retriever(self.test_image_embeddings(target), self.test_ids)
+            r = self._models[key]
+        q = self.brain_embeddings(target)[int(index)]
+        scores, ids = r.topk(q[None], k)
+        return ids[0], scores[0], r.rank_of(q, int(self.test_ids[int(index)]))
+
+    def brain_retrieve(self, index: int, k: int = 8, target: str = "final"):
+        """Brain retrieval for one test image: which trials' brain embeddings are nearest its CLIP embedding?
+        ``(trial indices [k], scores [k], rank of its own trial)``."""
+        from .pipelines.retrieval import Retriever
+        self.test_trial(index)
+        with self._lock:
+            key = f"brain_retriever_{target}"
+            if key not in self._models:
+                self._models[key] = Retriever(self.brain_embeddings(target), np.arange(self.n_test))
+            r = self._models[key]
+        q = self.test_image_embeddings(target)[int(index)]
+        scores, trials = r.topk(q[None], k)
+        return trials[0], scores[0], r.rank_of(q, int(index))
+
+
 _ENGINE: Engine | None = None
 
 

@@ -95,8 +95,8 @@ PRESETS = {
     # a run that learns in front of a class: SimNSD subject 1 on 2 CPU cores, final-layer target (small
     # output), no prior, metrics every few seconds
     "demo": dict(model_name="demo_run", hidden=False, prior=False, use_image_aug=False, batch_size=64,
-                 num_epochs=8, hidden_dim=512, n_blocks=2, proj_hidden=256, max_lr=1e-3, mixup_pct=0.33,
-                 ckpt_interval=1, log_every=5, ckpt_every_s=30.0),
+                 num_epochs=20, hidden_dim=512, n_blocks=2, proj_hidden=256, max_lr=1e-3, mixup_pct=0.33,
+                 ckpt_interval=1, log_every=5, ckpt_every_s=30.0, train_reps="subset"),
 }
 
 

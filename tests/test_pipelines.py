@@ -137,3 +137,35 @@ def test_retriever_topk_exact_and_faiss_agree():
         exact.topk(q, 10**9)
     with pytest.raises(DataError, match="dims"):
         exact.topk(torch.randn(1, 8), 3)
+
+
+def test_engine_retrieval_over_the_test_set(engine):
+    ids, scores, rank = engine.retrieve(3, k=5)
+    assert len(ids) == 5 and np.all(np.diff(scores) <= 1e-6) and 1 <= rank <= engine.n_test
+    trials, s2, rank2 = engine.brain_retrieve(3, k=4, target="hidden")
+    assert len(trials) == 4 and 1 <= rank2 <= engine.n_test
+    with pytest.raises(DataError, match="out of range"):
+        engine.retrieve(-1)
+    with pytest.raises(DataError, match="k must be"):
+        engine.retrieve(0, k=10**9)
+
+
+def test_app_reconstruct_and_retrieve_endpoints(engine):
+    from gradio_client import Client
+
+    from app import build_app
+    from .test_app import _free_port
+    port = _free_port()
+    demo = build_app(engine)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        seen, low, pick, ridge, gallery, scores = client.predict(2, 0.5, 2, 5, 3.5, 0, True, api_name="/reconstruct")
+        assert pick and ridge and low and len(gallery) == 2 and "PixCorr" in scores
+        assert sum("★" in (g.get("caption") or "") for g in gallery) == 1
+        seen, items, text = client.predict(2, 4, "final", "image retrieval", api_name="/retrieve")
+        assert len(items) == 4 and "ranks" in text
+        with pytest.raises(Exception, match="greater than maximum value 1"):  # a clear message, no traceback
+            client.predict(2, 7, 2, 5, 3.5, 0, False, api_name="/reconstruct")
+    finally:
+        demo.close()
