@@ -47,7 +47,12 @@ def main(argv=None) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=7860)
     args = p.parse_args(argv)
-    engine = Engine(Bundle.load(args.bundle, args.data))
+    from mindeye.data.errors import DataError
+    try:
+        # only the bundle's own SimNSD folder is ever simulated into; a --data folder must already hold a dataset
+        engine = Engine(Bundle.load(args.bundle, args.data), simulate_if_missing=args.data is None)
+    except DataError as e:
+        raise SystemExit(f"error: {e}") from None
     build_app(engine).launch(server_name=args.host, server_port=args.port, show_error=True, css=CSS)
 
 

@@ -34,10 +34,12 @@ def main() -> None:
     res = {"bench": "simnsd_oracle", "simulator_version": SIMULATOR_VERSION, "seed": 0, "rows": rows,
            "machine": machine_info()}
     path = PROJECT_ROOT / "bench" / "results" / "simnsd_oracle.json"
-    if path.exists() and not args.force:  # keep the timings of the last forced run
-        old = {r["subject"]: r.get("seconds") for r in json.loads(path.read_text())["rows"]}
+    if path.exists():  # keep the timings of the last forced run, and the subjects not rerun now
+        old_rows = json.loads(path.read_text())["rows"]
+        old = {r["subject"]: r.get("seconds") for r in old_rows}
         for r in rows:
             r["seconds"] = r["seconds"] or old.get(r["subject"])
+        res["rows"] = sorted([r for r in old_rows if r["subject"] not in args.subj] + rows, key=lambda r: r["subject"])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(res, indent=1))
     from bench.readme_tables import render_simnsd_oracle

@@ -99,7 +99,7 @@ def add_lowlevel_flags(t: argparse.ArgumentParser) -> None:
     B = argparse.BooleanOptionalAction
     t.add_argument("--model_name", default="autoencoder", help="name of model, used for ckpt saving")
     t.add_argument("--data_path", default=None, help="dataset folder (default: the bundle's dataset)")
-    t.add_argument("--subj", type=int, default=1, choices=[1, 2, 5, 7])
+    t.add_argument("--subj", type=int, default=1, choices=range(1, 9), metavar="1-8", help="subject (any NSD subject 1-8 the converter wrote; SimNSD simulates 1, 2, 5, 7)")
     t.add_argument("--batch_size", type=int, default=32)
     t.add_argument("--num_epochs", type=int, default=120, help="number of epochs of training")
     t.add_argument("--max_lr", type=float, default=5e-4)
@@ -141,7 +141,7 @@ def add_train_flags(t: argparse.ArgumentParser) -> None:
                    help="name of model, used for ckpt saving and wandb logging (if enabled)")
     t.add_argument("--data_path", type=str, default=None,
                    help="Path to where NSD data is stored / where to download it to (default: the bundle's dataset)")
-    t.add_argument("--subj", type=int, default=1, choices=[1, 2, 5, 7])
+    t.add_argument("--subj", type=int, default=1, choices=range(1, 9), metavar="1-8", help="subject (any NSD subject 1-8 the converter wrote; SimNSD simulates 1, 2, 5, 7)")
     t.add_argument("--batch_size", type=int, default=32,
                    help="Batch size can be increased by 10x if only training v2c and not diffusion prior")
     t.add_argument("--hidden", action=B, default=True,

@@ -103,3 +103,19 @@ def test_train_levers_and_trunk_initialisation(tiny_bundle, tmp_path):
     with pytest.raises(DataError):
         from mindeye.train import TrainConfig, train
         train(TrainConfig(bundle=str(tiny_bundle), out=str(tmp_path), train_reps="all"))
+
+
+def test_train_never_simulates_into_a_user_named_folder(tiny_bundle, tmp_path, capsys):
+    """--data_path that is not a converted dataset is an error naming how to make one; nothing is created."""
+    from mindeye.cli import main
+    missing = tmp_path / "nowhere" / "nsd"
+    args = ["train", "--bundle", str(tiny_bundle), "--out", str(tmp_path / "runs"), "--no-use_image_aug", *TINY_MODEL,
+            "--model_name", "x", "--num_epochs", "1", "--no-prior", "--data_path", str(missing)]
+    assert main(args) == 2
+    assert not missing.exists() and not (tmp_path / "nowhere").exists()
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v1" / "train_subj01_0.tar").write_bytes(b"")
+    assert main([*args[:-1], str(tmp_path / "v1")]) == 2
+    err = capsys.readouterr().err
+    assert "convert" in err
+    assert sorted(p.name for p in (tmp_path / "v1").iterdir()) == ["train_subj01_0.tar"]
