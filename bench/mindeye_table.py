@@ -110,6 +110,8 @@ def main():
             mindeye = retrieval_report(proj, tst)
             run_name = meta["config"]["model_name"]
             speed_run = meta["data"].get("init_backbone", {}).get("from") if meta["config"].get("freeze_backbone") else None
+            if speed_run and not Path(speed_run).is_absolute():
+                speed_run = PROJECT_ROOT / speed_run
             speed = epoch_speed((Path(speed_run).parent if speed_run else build_logs / run_name) / "metrics.jsonl")
             row = {"subj": subj, "target": target, "target_shape": meta["data"]["target_shape"],
                    "oracle": {"image": summary["oracle_top1_averaged"], "brain": summary["oracle_brain_top1_averaged"]},

@@ -57,9 +57,11 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--trials", type=int, default=100, help="test trials 0..N-1")
     p.add_argument("--samples", type=int, default=4, help="samples per trial (second-order pick)")
-    p.add_argument("--strength", type=float, default=0.85, help="img2img strength for the table (V1: .85)")
+    p.add_argument("--strength", type=float, default=0.85,
+                   help="img2img strength for the table (V1's default .85, not tuned on these trials)")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=3.5)
+    p.add_argument("--all_strengths", action="store_true", help="also MindEye and ridge without img2img (strength 1)")
     p.add_argument("--no_figure", action="store_true")
     p.add_argument("--no_latency", action="store_true")
     args = p.parse_args()
@@ -69,8 +71,10 @@ def main():
     originals = to_model_input(e.data.images(e.test_ids[idx]), 96)
     labels = e.data.labels(e.test_ids[idx])
     columns, seconds = {}, {}
-    for source, strength in ((Source.MINDEYE, args.strength), (Source.MINDEYE, 1.0), (Source.RIDGE, args.strength),
-                             (Source.RIDGE, 1.0), (Source.TRUE, 1.0)):
+    runs = [(Source.MINDEYE, args.strength), (Source.RIDGE, args.strength), (Source.TRUE, 1.0)]
+    if args.all_strengths:
+        runs[2:2] = [(Source.MINDEYE, 1.0), (Source.RIDGE, 1.0)]
+    for source, strength in runs:
         name = f"{source.value}, strength {strength:g}"
         t0 = time.time()
         picked = []

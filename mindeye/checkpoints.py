@@ -50,8 +50,17 @@ def export_run(run_dir: Path, stem: Path, which: str = "best.pth", dtype=torch.f
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()] \
         if (run_dir / "metrics.jsonl").exists() else []
     epochs = [m for m in metrics if "val_loss" in m]  # per-epoch lines (retrieval or low-level metrics)
+    # the figures of the exported checkpoint's own epoch (its counter is one past the epoch index), not the last
+    chosen = next((m for m in epochs if m.get("epoch") == ck["epoch"] - 1), None)
+    from .bundle import PROJECT_ROOT
+    src = ck["data"].get("init_backbone", {}).get("from")
+    if src and Path(src).is_absolute():  # a shipped file names no path of the machine it was built on
+        try:
+            ck["data"]["init_backbone"]["from"] = str(Path(src).resolve().relative_to(PROJECT_ROOT))
+        except ValueError:
+            pass
     meta = {"config": ck["config"], "data": ck["data"], "checkpoint": path.name, "epoch": ck["epoch"],
-            "val": epochs[-1] if epochs else None}
+            "val": chosen, "last_epoch": epochs[-1] if epochs else None}
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     atomic_save(sd, stem.with_suffix(".safetensors"), lambda obj, p: save_file(obj, p))

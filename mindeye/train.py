@@ -336,7 +336,11 @@ class Run:
         v2c.load_state_dict(trunk, strict=False)
         if self.cfg.freeze_backbone:
             v2c.requires_grad_(False)
-        self.data_info["init_backbone"] = {"from": str(path), "epoch": ck.get("epoch")}
+        try:
+            shown = str(path.resolve().relative_to(PROJECT_ROOT))
+        except ValueError:
+            shown = str(path)
+        self.data_info["init_backbone"] = {"from": shown, "epoch": ck.get("epoch")}
         self.log(f"{'BrainNetwork loaded and frozen' if self.cfg.freeze_backbone else 'trunk initialised'} from {path} "
                  f"(epoch {ck.get('epoch')})")
 
