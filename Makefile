@@ -28,8 +28,15 @@ run: simulate
 test: venv
 	$(PY) -m pytest -q tests
 
+# every README figure comes from here: bench/results/*.json, then the README's generated tables.
+# QUICK=1: a quarter of the training epochs for subjects 2, 5, 7 and a small reconstruction table.
 bench: venv
 	$(PY) bench/simnsd_oracle.py
+	$(PY) bench/mindeye_table.py $(if $(QUICK),--quick,)
+	$(PY) bench/demo_preset.py
+	$(PY) bench/recon_table.py $(if $(QUICK),--trials 20 --samples 2 --no_figure,)
+	$(PY) bench/gpu_real_size.py
+	$(PY) bench/readme_tables.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
