@@ -5,9 +5,7 @@ import gradio as gr
 import numpy as np
 
 from mindeye.data import scenes
-from mindeye.engine import MAPS, RESPONSES, Engine
-
-VIEWS = ("posterior", "medial", "lateral", "ventral", "dorsal")
+from mindeye.engine import MAPS, RESPONSES, VIEWS, Engine
 
 
 def _labels_table(labels: dict) -> list[list]:

@@ -13,6 +13,7 @@ from .bundle import Bundle
 from .data import canonical
 from .data.cortex import AREAS
 from .data.errors import DataError
+from .viz import VIEWS  # noqa: F401  (the surface views the UI offers)
 
 RESPONSES = ("average of 3 repetitions", "repetition 1", "repetition 2", "repetition 3")
 MAPS = ("response", "noise-free response (simulator)", "true polar angle", "true eccentricity", "visual areas", "noise ceiling (ncsnr)")
@@ -114,6 +115,8 @@ class Engine:
         if not self.has_surface:
             raise DataError("this dataset has no voxel -> fsaverage5 mapping, so there is no surface to draw on "
                             "(convert with --vertex_map FILE.npz to add one)")
+        if view not in VIEWS:
+            raise DataError(f"unknown view {view!r}; expected one of {list(VIEWS)}")
         g, gt = self.data.geometry, self.ground_truth
         if which_map == "response":
             vals = self.response(index, response)

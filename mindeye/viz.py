@@ -26,17 +26,34 @@ def surface_image(values: np.ndarray, hemi: np.ndarray, vertex: np.ndarray, mesh
     return SurfaceImage(mesh=mesh[mesh_type], data=to_surface(values, hemi, vertex))
 
 
+VIEWS = ("posterior", "left medial", "right medial", "left lateral", "right lateral", "ventral", "dorsal")
+
+
+def split_view(view: str) -> tuple[str, str]:
+    """'left medial' -> ('left', 'medial'); 'posterior' -> ('both', 'posterior'). nilearn draws medial and
+    lateral views of one hemisphere only (V1 sits on the medial surface), the others of both."""
+    parts = view.split()
+    if len(parts) == 2 and parts[0] in ("left", "right") and parts[1] in ("medial", "lateral"):
+        return parts[0], parts[1]
+    if view in ("posterior", "anterior", "ventral", "dorsal"):
+        return "both", view
+    raise ValueError(f"unknown view {view!r}; expected one of {list(VIEWS)}")
+
+
 def surface_figure(values: np.ndarray, hemi: np.ndarray, vertex: np.ndarray, title: str = "",
                    view: str = "posterior", cmap: str = "cold_hot", vmax: float | None = None,
                    symmetric: bool = True, threshold: float | None = None, colorbar_title: str = ""):
-    """Interactive plotly figure of per-voxel values on the inflated fsaverage5 surface (both hemispheres)."""
+    """Interactive plotly figure of per-voxel values on the inflated fsaverage5 surface (both hemispheres, or
+    one for 'left medial' and the like)."""
     from nilearn import plotting
+
+    which, view = split_view(view)
 
     _, sulc = _fsaverage5()
     finite = values[np.isfinite(values)]
     if vmax is None:
         vmax = float(np.percentile(np.abs(finite), 98)) if len(finite) else 1.0
-    fig = plotting.plot_surf(surf_map=surface_image(values, hemi, vertex), bg_map=sulc, hemi="both", view=view,
+    fig = plotting.plot_surf(surf_map=surface_image(values, hemi, vertex), bg_map=sulc, hemi=which, view=view,
                              engine="plotly", cmap=cmap, symmetric_cmap=symmetric, vmax=vmax,
                              vmin=-vmax if symmetric else float(finite.min()) if len(finite) else 0.0,
                              threshold=threshold, colorbar=True, title=title).figure

@@ -37,6 +37,16 @@ def test_engine_trials_and_maps(engine):
         engine.test_trial(60)
 
 
+def test_every_surface_view_draws(engine):
+    """nilearn draws medial / lateral views of one hemisphere only: those views name their hemisphere."""
+    from mindeye.engine import VIEWS
+    for view in VIEWS:
+        fig = engine.brain_map(3, "response", view=view)
+        assert any(type(d).__name__ == "Mesh3d" for d in fig.data), view
+    with pytest.raises(DataError, match="unknown view 'medial'"):
+        engine.brain_map(3, "response", view="medial")
+
+
 def test_bundle_errors(tmp_path):
     with pytest.raises(DataError, match="no bundle manifest"):
         Bundle.load(tmp_path)
