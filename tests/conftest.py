@@ -40,3 +40,28 @@ def tiny_sim(tmp_path_factory):
     out = tmp_path_factory.mktemp("simnsd")
     summary = simulate(out, SimConfig(**TINY), workers=1, log=lambda *a: None)
     return out, summary
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class served_app:
+    """``with served_app(engine) as client:`` the real app on a free loopback port, and a gradio_client on it."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def __enter__(self):
+        from gradio_client import Client
+
+        from app import build_app
+        port = free_port()
+        self.demo = build_app(self.engine)
+        self.demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+        return Client(f"http://127.0.0.1:{port}/", verbose=False)
+
+    def __exit__(self, *exc):
+        self.demo.close()

@@ -1,6 +1,4 @@
 """The real app over HTTP (gradio_client), on the tiny SimNSD subject."""
-import socket
-
 import numpy as np
 import pytest
 
@@ -15,12 +13,6 @@ def engine(tiny_sim, tmp_path_factory):
     (folder / "bundle.json").write_text(
         '{"name": "tiny", "dataset": {"kind": "simnsd", "path": "%s", "subject": 1}}' % tiny_sim[0])
     return Engine(Bundle.load(folder))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_engine_trials_and_maps(engine):
@@ -56,24 +48,15 @@ def test_bundle_errors(tmp_path):
 
 
 def test_app_serves_trials_over_http(engine):
-    from gradio_client import Client
+    from PIL import Image
 
-    from app import build_app
-
-    port = _free_port()
-    demo = build_app(engine)
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    from .conftest import served_app
+    with served_app(engine) as client:
         image, caption, table = client.predict(7, api_name="/trial")
         expected = engine.test_trial(7)
         assert expected.caption in caption
-        from PIL import Image
-
         assert np.array_equal(np.asarray(Image.open(image).convert("RGB")), expected.image)
         assert len(table["data"]) == int(expected.labels["n_objects"])
-    finally:
-        demo.close()
 
 
 def test_demo_bundle_manifest_is_valid():

@@ -151,15 +151,8 @@ def test_engine_retrieval_over_the_test_set(engine):
 
 
 def test_app_reconstruct_and_retrieve_endpoints(engine):
-    from gradio_client import Client
-
-    from app import build_app
-    from .test_app import _free_port
-    port = _free_port()
-    demo = build_app(engine)
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    from .conftest import served_app
+    with served_app(engine) as client:
         seen, low, pick, ridge, gallery, scores = client.predict(2, 0.5, 2, 5, 3.5, 0, True, api_name="/reconstruct")
         assert pick and ridge and low and len(gallery) == 2 and "PixCorr" in scores
         assert sum("★" in (g.get("caption") or "") for g in gallery) == 1
@@ -167,5 +160,3 @@ def test_app_reconstruct_and_retrieve_endpoints(engine):
         assert len(items) == 4 and "ranks" in text
         with pytest.raises(Exception, match="greater than maximum value 1"):  # a clear message, no traceback
             client.predict(2, 7, 2, 5, 3.5, 0, False, api_name="/reconstruct")
-    finally:
-        demo.close()
