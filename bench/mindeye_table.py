@@ -28,7 +28,7 @@ import torch  # noqa: E402
 
 from bench.machine import machine_info  # noqa: E402
 from mindeye.baselines import ridge_noise_free_ceiling, ridge_retrieval  # noqa: E402
-from mindeye.build_demo import DEMO_MINDEYE  # noqa: E402
+from mindeye.build_demo import DEMO_MINDEYE, finished_run  # noqa: E402
 from mindeye.bundle import DEMO_BUNDLE, PROJECT_ROOT, Bundle  # noqa: E402
 from mindeye.checkpoints import export_run, load_model  # noqa: E402
 from mindeye.data.canonical import load_subject  # noqa: E402
@@ -63,7 +63,8 @@ def train_subject(subj: int, data: str, runs: Path, quick: bool) -> dict[str, Pa
             kw["num_epochs"] = max(2, kw["num_epochs"] // 4)
         if kw.get("init_backbone"):
             kw["init_backbone"] = str(runs / f"subj{subj}_{kw['init_backbone']}")
-        train(TrainConfig(**kw), log=lambda *a: None)
+        if not finished_run(runs / name, kw):  # a finished run with the same settings is reused
+            train(TrainConfig(**kw), log=lambda *a: None)
         export_run(runs / name, runs / name / "export")
         out[target] = runs / name / "export"
     return out
