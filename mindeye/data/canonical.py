@@ -302,9 +302,12 @@ class SubjectData:
             trials = np.arange(self.n_trials)
         else:
             trials = np.asarray(trials)
-            order = np.argsort(trials)
-            b = np.empty((len(trials), self.n_voxels), np.float32)
-            b[order] = self._betas[np.sort(trials)]
+            if len(trials) > 256:  # h5py reads a long list of rows one by one: read the whole array instead
+                b = self._betas[()][trials]
+            else:
+                order = np.argsort(trials)
+                b = np.empty((len(trials), self.n_voxels), np.float32)
+                b[order] = self._betas[np.sort(trials)]
         b = np.asarray(b, np.float32)
         bad = ~np.isfinite(b)
         if bad.any():
