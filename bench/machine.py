@@ -27,4 +27,6 @@ def machine_info() -> dict:
         commit = None
     return {"cores": os.cpu_count(), "cpu": model, "cpu_flags": flags, "torch_threads": torch.get_num_threads(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "torch": torch.__version__, "commit": commit}
+            "torch": torch.__version__, "commit": commit,
+            # other work on the machine slows every timing: the 1-minute load average when the figure was taken
+            "load_avg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}

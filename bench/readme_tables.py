@@ -66,6 +66,10 @@ def render_simnsd_oracle(res: dict) -> str:
 
 def render_demo_preset(res: dict) -> str:
     r = res.get("ridge_final_target")
+    table = ROOT / "bench" / "results" / "mindeye_table.json"
+    if r is None and table.exists():  # ridge on the same target and data, from the decoding bench
+        row = next((x for x in json.loads(table.read_text())["rows"] if x["subj"] == 1 and x["target"] == "final"), None)
+        r = {"image": row["ridge"]["image"]["mean"], "brain": row["ridge"]["brain"]["mean"]} if row else None
     ridge = f"{100 * r['image']:.1f}% / {100 * r['brain']:.1f}%" if r else "not measured"
     return (f"The demo preset (`train --preset demo`) trains {len(res['epoch_seconds'])} epochs in "
             f"{res['train_seconds']:.0f} s ({res['wall_seconds_incl_setup']:.0f} s with setup) and ends at "
@@ -73,7 +77,8 @@ def render_demo_preset(res: dict) -> str:
             f"(val {100 * res['final_val_image_top1']:.1f}% / {100 * res['final_val_brain_top1']:.1f}%), against ridge's "
             f"{ridge} on the same target; it reaches half of its final test accuracy after "
             f"{res['half_reached_at_s']:.0f} s (epoch {res['half_reached_epoch']}) and writes a metrics line at least "
-            f"every {res['max_seconds_between_metric_lines']:.1f} s (`bench/demo_preset.py`, {res['machine']['cores']} cores).")
+            f"every {res['max_seconds_between_metric_lines']:.1f} s (`bench/demo_preset.py`, {res['machine']['cores']} cores, "
+            f"{res['machine']['torch_threads']} torch thread(s)).")
 
 
 def render_recon_table(res: dict) -> str:
