@@ -64,7 +64,7 @@ def build(engine: Engine):
                        elem_classes="stimulus")
         pick = gr.Image(label="MindEye (★ pick)", type="numpy", interactive=False, height=200, elem_classes="stimulus")
         ridge = gr.Image(label="ridge (same decoder)", type="numpy", interactive=False, height=200, elem_classes="stimulus")
-    gallery = gr.Gallery(label="all MindEye samples", columns=8, height=180)
+    gallery = gr.Gallery(label="all MindEye samples", columns=8, height="auto", object_fit="contain")
     scores = gr.Markdown()
 
     def run(i, s, k, st, g, sd, rdg, progress=gr.Progress(track_tqdm=False)):
