@@ -35,7 +35,7 @@ def render_mindeye_table(res: dict) -> str:
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
         me, rd = r["mindeye"], r["ridge"]
-        gap = f"+{100 * (me['image']['mean'] - rd['image']['mean']):.1f} / +{100 * (me['brain']['mean'] - rd['brain']['mean']):.1f}"
+        gap = f"{100 * (me['image']['mean'] - rd['image']['mean']):+.1f} / {100 * (me['brain']['mean'] - rd['brain']['mean']):+.1f}"
         sp = r.get("speed", {})
         shape = "x".join(str(x) for x in r["target_shape"])
         lines.append(f"| {r['subj']} | {r['target']} ({shape}) | {_pair(r['oracle'])} | {100 * r['oracle_single_trial']['image']:.1f} "
