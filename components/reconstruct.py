@@ -12,7 +12,9 @@ from mindeye.pipelines.reconstruction import MAX_SAMPLES
 HELP = ("**What am I looking at?** The model read only the brain response to the image on the left. From it, "
         "MindEye predicted CLIP features and drew several guesses; the one whose features best match the "
         "prediction is starred. *img2img strength* 1 draws from scratch; lower values start from the blurry "
-        "low-level picture, keeping its layout and colours. Ridge is the classic linear decoder, drawn the same way.")
+        "low-level picture, keeping its layout and colours. Ridge is the classic linear decoder, drawn the same way. "
+        "(With the demo's current diffusion prior, MindEye's drawings are often worse than ridge's: its "
+        "retrieval is strong, its prior is still undertrained; see the README.)")
 
 
 def _img(t):
