@@ -58,7 +58,8 @@ def build(engine: Engine):
             steps = gr.Slider(5, 50, value=20, step=1, label="denoising steps")
             guidance = gr.Slider(1, 10, value=3.5, step=0.5, label="guidance scale")
             seed = gr.Number(value=0, precision=0, label="seed")
-            with_ridge = gr.Checkbox(value=True, label="also decode with ridge")
+            with_ridge = gr.Checkbox(value=False, label="also decode with ridge (its first use fits it: a few "
+                                     "minutes on a laptop, then cached)")
     go = gr.Button("reconstruct", variant="primary")
     with gr.Row():
         seen = gr.Image(label="seen image", type="numpy", interactive=False, height=200, elem_classes="stimulus")

@@ -74,6 +74,7 @@ class Engine:
         self._models: dict = {}
         self._pipelines: dict = {}
         self._lock = threading.RLock()
+        self._ridge_lock = threading.Lock()
 
     # ----------------------------------------------------------------------------------------- summary
     @property
@@ -187,20 +188,22 @@ class Engine:
         return model
 
     def ridge(self, log=print):
-        """The ridge baseline on the hidden target, fitted on the train split (alpha by CV on it), cached."""
+        """The ridge baseline on the hidden target, fitted on the train split (alpha by CV on it), cached.
+
+        The fit takes minutes on a fresh machine; it holds its own lock, so other tabs keep working meanwhile."""
         import torch
 
         from .atomic import atomic_save
-        from .bundle import PROJECT_ROOT
         from .data.splits import selection_split
         from .models.ridge import RidgeModel, fit_ridge
-        from .train import file_sha256
-        with self._lock:
+        from .train import cache_root, clip_targets, file_sha256
+        with self._ridge_lock:
             if "ridge" in self._models:
                 return self._models["ridge"]
             clip = self.model(Model.CLIP)
-            tag = f"{self.data.fingerprint()}_{file_sha256(self.model_path(Model.CLIP) / 'model.safetensors')[:8]}_hidden"
-            path = PROJECT_ROOT / "cache" / "ridge" / f"{tag}.pt"
+            # the same target key as training runs and the benches use, so their cached targets serve here too
+            tag = f"{self.data.fingerprint()}_SceneCLIP{file_sha256(self.model_path(Model.CLIP) / 'model.safetensors')[:8]}_hidden"
+            path = cache_root() / "ridge" / f"{tag}.pt"
             model = None
             if path.exists():
                 try:
@@ -211,12 +214,21 @@ class Engine:
                 log("fitting the ridge baseline (voxels -> CLIP hidden tokens; once, then cached)")
                 split = selection_split(self.data)
                 x, ids = self.data.average_trials(split.train_trials)
-                with torch.no_grad():
-                    y = torch.cat([clip.hidden(self.data.images(ids[i:i + 256])).float().cpu() for i in range(0, len(ids), 256)])
+                y = clip_targets(clip, self.data.images(ids), True, True, cache_root() / "clip_targets",
+                                 f"{tag}_train_aug0", log=log)[:, 0]
                 model = fit_ridge(x, y.numpy())
                 atomic_save(model.state_dict(), path, torch.save)
             self._models["ridge"] = model
             return model
+
+    def use_model(self, key: Model, model) -> None:
+        """Serve ``model`` (already loaded and checked) as the bundle's ``key`` model from now on."""
+        with self._lock:
+            self._models[Model(key)] = model
+            self._pipelines.clear()
+
+    def _lowlevel(self):
+        return self.model(Model.LOWLEVEL) if Model.LOWLEVEL.value in self.bundle.models else None
 
     def pipeline(self, source: Source = Source.MINDEYE):
         """The reconstruction pipeline for a source of hidden tokens (models stay resident)."""
@@ -227,8 +239,8 @@ class Engine:
         with self._lock:
             if source not in self._pipelines:
                 hidden = PriorHidden(self.model(Model.HIDDEN)) if source == Source.MINDEYE else RidgeHidden(self.ridge())
-                low = self.model(Model.LOWLEVEL) if Model.LOWLEVEL.value in self.bundle.models else None
-                self._pipelines[source] = ReconstructionPipeline(hidden, self.model(Model.DECODER), self.model(Model.CLIP), low)
+                self._pipelines[source] = ReconstructionPipeline(hidden, self.model(Model.DECODER), self.model(Model.CLIP),
+                                                                 self._lowlevel())
             return self._pipelines[source]
 
     def reconstruct(self, indices, source: Source = Source.MINDEYE, strength: float = 0.85, n: int = 4,
@@ -243,9 +255,8 @@ class Engine:
         if source == Source.TRUE:
             from .data.stream import to_model_input
             images = to_model_input(self.data.images(self.test_ids[idx]))
-            low = self.model(Model.LOWLEVEL) if Model.LOWLEVEL.value in self.bundle.models else None
             pipe = ReconstructionPipeline(TrueHidden(self.model(Model.CLIP), images), self.model(Model.DECODER),
-                                          self.model(Model.CLIP), low)
+                                          self.model(Model.CLIP), self._lowlevel())
         else:
             pipe = self.pipeline(source)
         return pipe(voxels, strength=strength, n=n, steps=steps, guidance=guidance, seed=seed, progress=progress)

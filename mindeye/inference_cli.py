@@ -79,7 +79,7 @@ def _engine(args):
             model, meta = load_any(path, expect={"subject": bundle.subject, "n_voxels": e.data.n_voxels,
                                                  "fingerprint": e.data.fingerprint()})
             model.meta = meta
-            e._models[key] = model
+            e.use_model(key, model)
     return e
 
 

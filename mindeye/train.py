@@ -117,6 +117,11 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def cache_root() -> Path:
+    """Where cached targets and fits live: ``$MINDEYE_CACHE_DIR``, else the project's cache/ folder."""
+    return Path(os.environ.get("MINDEYE_CACHE_DIR", PROJECT_ROOT / "cache"))
+
+
 def resolve_precision(requested: str, device_type: str) -> str:
     """'auto': fp16 on CUDA (as V1), bf16 on CPUs with native bf16 (else emulation makes it ~50x slower)."""
     if requested != "auto":
@@ -302,7 +307,7 @@ class Run:
         self.data_info["clip_variant"] = self.variant
         if self.variant == "SceneCLIP":  # targets change whenever the CLIP is retrained
             self.data_info["clip_sha256"] = file_sha256(Path(embedder.folder) / "model.safetensors")
-        cache = Path(os.environ.get("MINDEYE_CACHE_DIR", PROJECT_ROOT / "cache")) / "clip_targets"
+        cache = cache_root() / "clip_targets"
         tag = (f"{self.fingerprint}_{self.variant.replace('/', '-')}{self.data_info.get('clip_sha256', '')[:8]}_"
                f"{'hidden' if cfg.hidden else 'final'}{'' if cfg.norm_embs else '_raw'}")
         train = clip_targets(embedder, s.images(self.train_ids), cfg.hidden, cfg.norm_embs, cache,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import torch.nn.functional as F
 from .bundle import PROJECT_ROOT
 from .data.errors import DataError
 from .models import autoencoder as AE
-from .train import Run, TrainConfig
+from .train import Run, TrainConfig, cache_root
 
 
 @dataclass
@@ -89,7 +88,7 @@ class LowLevelRun(Run):
         from .data.stream import to_model_input
         self.vae = load_vae(self.cfg, self.bundle)
         self.pixel_size = self.vae.config.sample_size
-        cache = Path(os.environ.get("MINDEYE_CACHE_DIR", PROJECT_ROOT / "cache")) / "vae_targets"
+        cache = cache_root() / "vae_targets"
         vae_tag = hashlib.sha256((json_key(self.vae.config) + self.vae.encoder_sha256).encode()).hexdigest()[:10]
         out = []
         for name, ids in (("train", self.train_ids), ("val", self.val_ids), ("test", self.test_ids)):
