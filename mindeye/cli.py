@@ -204,6 +204,9 @@ def add_train_flags(t: argparse.ArgumentParser) -> None:
     t.add_argument("--init_backbone", default=None,
                    help="run folder or .pth of the same subject whose BrainNetwork trunk starts this run "
                         "(e.g. the hidden model's, to train the final model on top of it)")
+    t.add_argument("--init_scope", choices=["trunk", "model"], default="trunk",
+                   help="with --init_backbone: trunk = its BrainNetwork trunk only (lin0, mlp); model = its whole "
+                        "BrainNetwork and, when both runs have one, its diffusion prior (fine-tuning)")
     t.add_argument("--ckpt_every_s", type=float, default=120.0,
                    help="also write last.pth every this many seconds mid-epoch (resumable after a kill)")
     t.add_argument("--log_every", type=int, default=10, help="write a metrics line every N steps")

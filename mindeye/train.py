@@ -89,6 +89,8 @@ class TrainConfig:
     # average of a random non-empty subset of the image's repetitions (closer to the averaged test betas)
     init_backbone: str | None = None  # a run folder or .pth whose BrainNetwork trunk (lin0, mlp) starts this run
     freeze_backbone: bool = False  # with init_backbone: load the whole BrainNetwork, freeze it, train the prior only
+    init_scope: str = "trunk"  # with init_backbone: 'trunk' (lin0, mlp) or 'model' (the whole BrainNetwork and, when
+    # both runs have one, the diffusion prior: fine-tune a finished run under a new schedule or loss)
 
 
 PRESETS = {
@@ -215,6 +217,8 @@ class Run:
         self.bundle = Bundle.load(cfg.bundle or DEMO_BUNDLE)
         if cfg.train_reps not in ("single", "subset"):
             raise DataError(f"--train_reps should be 'single' or 'subset', found {cfg.train_reps!r}")
+        if cfg.init_scope not in ("trunk", "model"):
+            raise DataError(f"--init_scope should be 'trunk' or 'model', found {cfg.init_scope!r}")
         if cfg.data_path:
             data_path = Path(cfg.data_path)
         else:
@@ -323,15 +327,17 @@ class Run:
         return build_from_config(dataclasses.asdict(self.cfg), self.data_info)
 
     def _init_backbone(self, path: Path):
-        """Start the BrainNetwork's trunk (``lin0``, ``mlp``: voxels -> hidden features) from another run of the
-        same subject, e.g. the hidden-token model, whose 65 x D targets teach the trunk far more per image than
-        one final embedding does; the output layer and projector start fresh."""
+        """Start this run from another run of the same subject. ``init_scope='trunk'``: the BrainNetwork's trunk
+        (``lin0``, ``mlp``: voxels -> hidden features), e.g. the hidden-token model's, whose 65 x D targets teach
+        the trunk far more per image than one final embedding does; the output layer and projector start fresh.
+        ``'model'`` (or ``freeze_backbone``): the whole BrainNetwork, and with ``'model'`` also the diffusion prior
+        when both runs have one."""
         path = path / "best.pth" if path.is_dir() else path
         ck = load_checkpoint(path, expect={k: v for k, v in self.data_info.items() if k in ("subject", "n_voxels", "fingerprint")})
         sd = ck["model_state_dict"]
         prefix = "voxel2clip." if any(k.startswith("voxel2clip.") for k in sd) else ""
-        parts = None if self.cfg.freeze_backbone else ("lin0.", "mlp.")  # frozen: the whole BrainNetwork
-        take = (lambda k: True) if parts is None else (lambda k: k.startswith(parts))
+        whole = self.cfg.freeze_backbone or self.cfg.init_scope == "model"
+        take = (lambda k: True) if whole else (lambda k: k.startswith(("lin0.", "mlp.")))
         trunk = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix) and take(k[len(prefix):])}
         v2c = self.model.voxel2clip if self.cfg.prior else self.model
         own = {k for k in v2c.state_dict() if take(k)}
@@ -339,14 +345,23 @@ class Run:
             raise DataError(f"{path}: its BrainNetwork does not fit this run's (hidden_dim / n_blocks / target "
                             f"differ: found {sorted(trunk)[:3]}..., expected {sorted(own)[:3]}...)")
         v2c.load_state_dict(trunk, strict=False)
+        loaded = "whole BrainNetwork" if whole else "trunk"
+        prior_sd = {k: v for k, v in sd.items() if k.startswith("net.")}
+        if self.cfg.init_scope == "model" and self.cfg.prior and prior_sd:
+            net = self.model.net.state_dict()
+            if {k[4:] for k in prior_sd} != set(net) or any(prior_sd[k].shape != net[k[4:]].shape for k in prior_sd):
+                raise DataError(f"{path}: its diffusion prior does not fit this run's (prior_depth / prior_heads / "
+                                f"prior_dim_head differ)")
+            self.model.net.load_state_dict({k[4:]: v for k, v in prior_sd.items()})
+            loaded += " and diffusion prior"
         if self.cfg.freeze_backbone:
             v2c.requires_grad_(False)
         try:
             shown = str(path.resolve().relative_to(PROJECT_ROOT))
         except ValueError:
             shown = str(path)
-        self.data_info["init_backbone"] = {"from": shown, "epoch": ck.get("epoch")}
-        self.log(f"{'BrainNetwork loaded and frozen' if self.cfg.freeze_backbone else 'trunk initialised'} from {path} "
+        self.data_info["init_backbone"] = {"from": shown, "epoch": ck.get("epoch"), "loaded": loaded}
+        self.log(f"{loaded} {'loaded and frozen' if self.cfg.freeze_backbone else 'initialised'} from {path} "
                  f"(epoch {ck.get('epoch')})")
 
     def _train_mode(self):
@@ -441,8 +456,9 @@ class Run:
 
     def score(self, ev: dict) -> float:
         """Higher is better; picks best.pth. Only val figures: the test set never chooses a checkpoint. A run
-        that trains the prior alone is scored by its val prior loss (its retrieval cannot change)."""
-        if self.cfg.freeze_backbone or not self.cfg.v2c:
+        that trains a diffusion prior is scored by its val prior loss: the prior is what reconstruction reads, and
+        retrieval (logged beside) barely moves once the BrainNetwork has learned."""
+        if self.cfg.prior:
             return -ev["val_prior_loss"]
         return (ev["val_fwd_top1"] + ev["val_bwd_top1"]) / 2
 

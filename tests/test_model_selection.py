@@ -105,6 +105,33 @@ def test_train_levers_and_trunk_initialisation(tiny_bundle, tmp_path):
         train(TrainConfig(bundle=str(tiny_bundle), out=str(tmp_path), train_reps="all"))
 
 
+def test_fine_tuning_a_hidden_run_loads_its_brain_network_and_prior(tiny_bundle, tmp_path):
+    """--init_scope model starts from a finished run's whole model (BrainNetwork + prior); --freeze_backbone keeps
+    the BrainNetwork fixed; a prior of another size is refused with what differs."""
+    from mindeye.train import load_checkpoint
+    assert run(["--model_name", "src", "--num_epochs", "1"], tiny_bundle, tmp_path) == 0
+    src = load_checkpoint(tmp_path / "src" / "last.pth")["model_state_dict"]
+    # a learning rate of ~0 makes the fine-tuned weights show what was loaded
+    assert run(["--model_name", "ft", "--num_epochs", "1", "--max_steps", "1", "--max_lr", "1e-12",
+                "--init_backbone", str(tmp_path / "src" / "last.pth"), "--init_scope", "model"], tiny_bundle, tmp_path) == 0
+    ft = load_checkpoint(tmp_path / "ft" / "last.pth")
+    assert ft["data"]["init_backbone"]["loaded"] == "whole BrainNetwork and diffusion prior"
+    for k in ("net.learned_query", "voxel2clip.lin0.0.weight", "voxel2clip.lin1.weight", "voxel2clip.projector.8.weight"):
+        assert torch.allclose(ft["model_state_dict"][k], src[k], atol=1e-6), k
+    # trunk scope: the prior starts fresh
+    assert run(["--model_name", "tr", "--num_epochs", "1", "--max_steps", "1", "--max_lr", "1e-12",
+                "--init_backbone", str(tmp_path / "src" / "last.pth")], tiny_bundle, tmp_path) == 0
+    tr = load_checkpoint(tmp_path / "tr" / "last.pth")["model_state_dict"]
+    assert not torch.allclose(tr["net.learned_query"], src["net.learned_query"])
+    # frozen: the BrainNetwork does not move even at a real learning rate
+    assert run(["--model_name", "fz", "--num_epochs", "1", "--max_steps", "3", "--no-v2c", "--freeze_backbone",
+                "--init_backbone", str(tmp_path / "src" / "last.pth")], tiny_bundle, tmp_path) == 0
+    fz = load_checkpoint(tmp_path / "fz" / "last.pth")["model_state_dict"]
+    assert all(torch.equal(fz[k], src[k]) for k in src if k.startswith("voxel2clip."))
+    assert run(["--model_name", "bad", "--num_epochs", "1", "--prior_depth", "2", "--init_backbone",
+                str(tmp_path / "src" / "last.pth"), "--init_scope", "model"], tiny_bundle, tmp_path) == 2
+
+
 def test_train_never_simulates_into_a_user_named_folder(tiny_bundle, tmp_path, capsys):
     """--data_path that is not a converted dataset is an error naming how to make one; nothing is created."""
     from mindeye.cli import main
