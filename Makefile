@@ -36,6 +36,7 @@ bench: venv
 	$(PY) bench/demo_preset.py
 	$(PY) bench/recon_table.py $(if $(QUICK),--trials 20 --samples 2 --no_figure,)
 	$(PY) bench/gpu_real_size.py
+	OMP_NUM_THREADS=1 $(PY) bench/retrieval_latency.py
 	$(PY) bench/readme_tables.py
 
 clean:

@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import gradio as gr  # noqa: E402
 
-from components import reconstruct, retrieve, trials  # noqa: E402
+from components import evaluate, reconstruct, retrieve, train, trials, umap  # noqa: E402
 from mindeye.bundle import DEMO_BUNDLE, Bundle  # noqa: E402
 from mindeye.engine import Engine  # noqa: E402
 
@@ -29,12 +29,21 @@ def build_app(engine: Engine) -> gr.Blocks:
         with gr.Tab("Trials"):
             show_trial, show_map, map_inputs, trial_outputs, brain = trials.build(engine)
         models = engine.bundle.models
+        recon_index = None
         if {"mindeye_hidden", "decoder", "clip"} <= set(models):
             with gr.Tab("Reconstruct"):
-                reconstruct.build(engine)
+                recon_index = reconstruct.build(engine)
         if {"mindeye_final", "clip"} <= set(models):
             with gr.Tab("Retrieve"):
                 retrieve.build(engine)
+        if "clip" in models and ({"mindeye_final", "mindeye_hidden"} & set(models)):
+            with gr.Tab("UMAP"):
+                umap.build(engine)
+        with gr.Tab("Train"):
+            train.build(engine)
+        if {"mindeye_hidden", "decoder", "clip"} <= set(models):
+            with gr.Tab("Evaluate"):
+                evaluate.build(engine, recon_index)
         demo.load(show_trial, map_inputs[0], trial_outputs, api_name=False)
         demo.load(show_map, map_inputs, brain, api_name=False)
     return demo
@@ -53,7 +62,8 @@ def main(argv=None) -> None:
         engine = Engine(Bundle.load(args.bundle, args.data), simulate_if_missing=args.data is None)
     except DataError as e:
         raise SystemExit(f"error: {e}") from None
-    build_app(engine).launch(server_name=args.host, server_port=args.port, show_error=True, css=CSS)
+    build_app(engine).launch(server_name=args.host, server_port=args.port, show_error=True, css=CSS,
+                             allowed_paths=[str(engine.evaluate_dir)])  # the Evaluate tab's CSV files
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-TABS = (("Trials", None), ("Reconstruct", "reconstruct"), ("Retrieve", "retrieve"))
+# (tab, button to press and wait for, seconds to wait after the click before the picture)
+TABS = (("Trials", None, 0), ("Reconstruct", "reconstruct", 0), ("Retrieve", "retrieve", 0),
+        ("UMAP", "draw the map", 0), ("Train", "Start", 45), ("Evaluate", "evaluate", 0))
 
 
 def free_port() -> int:
@@ -54,10 +56,17 @@ def main():
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.goto(url)
             page.wait_for_timeout(4000)
-            for tab, button in TABS:
+            for tab, button, settle in TABS:
                 page.get_by_role("tab", name=tab).click()
                 page.wait_for_timeout(1500)
-                if button:
+                if tab == "Evaluate":  # a handful of trials keeps the picture quick on a laptop
+                    box = page.locator("input[type=number]").filter(visible=True).first
+                    box.fill("4")
+                    box.press("Enter")
+                if button == "Start":  # a live training run (the demo preset), cancelled after the picture
+                    page.get_by_role("button", name=button, exact=True).click()
+                    page.wait_for_timeout(settle * 1000)
+                elif button:
                     page.get_by_role("button", name=button, exact=True).click()
                     page.wait_for_timeout(1000)
                     page.wait_for_function("() => !document.querySelector('.progress-text, .eta-bar')",
@@ -69,6 +78,9 @@ def main():
                 path = Path(args.out) / f"app_{tab.lower()}_{args.width}.png"
                 page.screenshot(path=str(path), full_page=True)
                 print(f"wrote {path}")
+                if button == "Start":
+                    page.get_by_role("button", name="Cancel", exact=True).click()
+                    page.wait_for_timeout(2000)
             browser.close()
     finally:
         app.terminate()

@@ -25,6 +25,7 @@ class Bundle:
     seed: int = 0
     models: dict = field(default_factory=dict)
     folder: Path | None = None
+    pool: str | None = None  # the large retrieval pool (folder or clip-retrieval URL) the Retrieve tab and CLI default to
 
     @classmethod
     def load(cls, folder: Path | str = DEMO_BUNDLE, data_path: Path | str | None = None) -> "Bundle":
@@ -47,7 +48,7 @@ class Bundle:
             dp = PROJECT_ROOT / dp
         return cls(name=raw.get("name", folder.name), dataset_kind=ds["kind"], data_path=dp,
                    subject=int(ds["subject"]), seed=int(ds.get("seed", 0)), models=raw.get("models", {}),
-                   folder=path.parent)
+                   folder=path.parent, pool=raw.get("pool"))
 
     def resolve(self, rel: str | Path) -> Path:
         """A path named in the manifest: absolute as is; relative to the bundle's folder when it exists there

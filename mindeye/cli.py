@@ -1,7 +1,8 @@
 """`python -m mindeye <command>`: the command-line face of the engine.
 
 Commands: simulate (SimNSD), convert (real NSD layouts -> canonical), download (public NSD copies), train,
-train-lowlevel, reconstruct, evaluate, build-demo (train the shipped demo vision stack).
+train-lowlevel, reconstruct, evaluate, retrieve (large-pool retrieval), index (build a pool), build-demo (train
+the shipped demo vision stack).
 """
 from __future__ import annotations
 
@@ -190,6 +191,9 @@ def add_train_flags(t: argparse.ArgumentParser) -> None:
     t.add_argument("--prior_heads", type=int, default=12, help="diffusion prior heads (V1: 12)")
     t.add_argument("--prior_dim_head", type=int, default=64, help="diffusion prior head width (V1: 64)")
     t.add_argument("--prior_mult", type=float, default=None, help="prior loss weight (default: 30 hidden, .03 final)")
+    t.add_argument("--prior_brain_skip", action=argparse.BooleanOptionalAction, default=False,
+                   help="ours, off in V1: feed brain token i straight into the prior's image token i (a small prior "
+                        "learns the brain's identity far faster)")
     t.add_argument("--weight_decay", type=float, default=1e-2, help="AdamW weight decay on weight matrices (V1: 1e-2)")
     t.add_argument("--drop_in", type=float, default=0.5, help="dropout after the BrainNetwork's input layer (V1: 0.5)")
     t.add_argument("--drop_block", type=float, default=0.15, help="dropout in the BrainNetwork's blocks (V1: 0.15)")
@@ -257,13 +261,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_lowlevel_flags(lo)
     lo.set_defaults(func=_train_lowlevel)
 
-    from .inference_cli import add_evaluate_flags, add_reconstruct_flags, evaluate_cmd, reconstruct_cmd
+    from .inference_cli import (add_evaluate_flags, add_index_flags, add_reconstruct_flags, add_retrieve_flags,
+                                evaluate_cmd, index_cmd, reconstruct_cmd, retrieve_cmd)
     r = sub.add_parser("reconstruct", help="brain -> images for test trials, as Reconstructions.py")
     add_reconstruct_flags(r)
     r.set_defaults(func=reconstruct_cmd)
     v = sub.add_parser("evaluate", help="score reconstructions with the paper's metrics, as Reconstruction_Metrics.py")
     add_evaluate_flags(v)
     v.set_defaults(func=evaluate_cmd)
+    rt = sub.add_parser("retrieve", help="brain -> nearest images of a large pool + second-order pick, as Retrievals.py "
+                                         "(its LAION-5B part)")
+    add_retrieve_flags(rt)
+    rt.set_defaults(func=retrieve_cmd)
+    ix = sub.add_parser("index", help="build a large retrieval pool (scenes or a folder of images) for retrieve")
+    add_index_flags(ix)
+    ix.set_defaults(func=index_cmd)
 
     b = sub.add_parser("build-demo", help="train the demo vision stack (SceneCLIP, VAE, judge, decoder) from scratch")
     b.add_argument("--out", default="assets/demo", help="bundle folder to write (default: assets/demo)")

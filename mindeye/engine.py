@@ -226,6 +226,59 @@ class Engine:
         with self._lock:
             self._models[Model(key)] = model
             self._pipelines.clear()
+            # brain embeddings (and the retrievers over them) came from the model being replaced
+            for k in [k for k in self._models if isinstance(k, str) and k.startswith("brain_")]:
+                del self._models[k]
+
+    # ----------------------------------------------------------------------------------------- training runs
+    _runs = None
+
+    @property
+    def runs(self):
+        """The training runs (``mindeye.runs.RunManager``) of the project's runs folder, on this bundle's dataset."""
+        from .runs import RunManager
+        with self._lock:
+            if self._runs is None:
+                self._runs = RunManager(bundle=self.bundle.folder, data_path=self.bundle.data_path)
+            return self._runs
+
+    @runs.setter
+    def runs(self, manager) -> None:
+        self._runs = manager
+
+    def use_run(self, name: str) -> str:
+        """Serve training run ``name``'s best.pth as the final-layer or hidden model (whichever it trained) in
+        every tab from now on; returns a sentence saying which. A run for another subject, dataset or CLIP is
+        refused with a DataError."""
+        import torch
+
+        from .checkpoints import load_any
+        from .train import file_sha256
+        path = self.runs.path(name) / "best.pth"
+        if not path.exists():
+            raise DataError(f"{path}: no best.pth yet (a run writes it after its first epoch)")
+        dev = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            model, meta = load_any(path, expect={"subject": self.bundle.subject, "n_voxels": self.data.n_voxels,
+                                                 "fingerprint": self.data.fingerprint()}, device=dev)
+        except DataError as e:
+            raise DataError(f"run {name!r} cannot be used here: the app shows {self.data.manifest.get('dataset', '?')} "
+                            f"subject {self.bundle.subject}, and {e}") from None
+        cfg, data = meta["config"], meta["data"]
+        clip = self.bundle.models.get(Model.CLIP.value)
+        if data.get("clip_sha256") and clip:
+            have = file_sha256(self.model_path(Model.CLIP) / "model.safetensors")
+            if have != data["clip_sha256"]:
+                raise DataError(f"{path}: trained on CLIP targets of another SceneCLIP (sha256 {data['clip_sha256']}, "
+                                f"this bundle's is {have}): its predictions would not live in this CLIP's space")
+        if cfg["hidden"] and not cfg["prior"]:
+            raise DataError(f"{path}: a hidden-token run without a diffusion prior cannot draw reconstructions "
+                            "(train with the prior on, or train a final-layer run for retrieval)")
+        key = Model.HIDDEN if cfg["hidden"] else Model.FINAL
+        model.meta = meta
+        self.use_model(key, model)
+        return (f"run **{name}** (best.pth, after {meta.get('epoch')} epochs) now serves as the "
+                f"{'hidden-token model (Reconstruct)' if key == Model.HIDDEN else 'final-layer model (Retrieve)'}")
 
     def _lowlevel(self):
         return self.model(Model.LOWLEVEL) if Model.LOWLEVEL.value in self.bundle.models else None
@@ -318,6 +371,250 @@ class Engine:
         q = self.test_image_embeddings(target)[int(index)]
         scores, trials = r.topk(q[None], k)
         return trials[0], scores[0], r.rank_of(q, int(index))
+
+    def pool(self, spec=None, indice_name: str | None = None):
+        """A large retrieval pool, loaded once: a pool folder, a clip-retrieval index folder or server URL
+        (default: the bundle's pool). Pool folders built with other CLIP weights than the bundle's are refused."""
+        from .pipelines.pool import default_pool, embedder_identity, load_pool
+        spec = str(spec) if spec else str(default_pool(self.bundle))
+        key = ("pool", spec, indice_name)
+        with self._lock:
+            if key not in self._models:
+                self._models[key] = load_pool(spec, expect=embedder_identity(self.model(Model.CLIP)),
+                                              indice_name=indice_name)
+            return self._models[key]
+
+    def pool_retrieve(self, indices, pool=None, k: int = 16, size: int | None = None, progress=None):
+        """V1's LAION-5B step over a large pool for test trials ``indices``: top ``k`` by the final model's brain
+        embedding, then the second-order pick by the hidden model's (a ``pipelines.pool.PoolRetrieval``)."""
+        from .pipelines.pool import Pool, retrieve_from_pool
+        idx = np.atleast_1d(np.asarray(indices))
+        if idx.dtype.kind not in "iu" or (idx < 0).any() or (idx >= self.n_test).any():
+            raise DataError(f"test trials must be integers in 0-{self.n_test - 1}, got {indices!r}")
+        p = pool if isinstance(pool, Pool) else self.pool(pool)
+        has_hidden = Model.HIDDEN in self._models or Model.HIDDEN.value in self.bundle.models
+        hidden = self.brain_embeddings("hidden")[idx] if has_hidden else None  # None: no second-order pick
+        return retrieve_from_pool(p, self.brain_embeddings("final")[idx], hidden, self.model(Model.CLIP), k=k,
+                                  size=size, progress=progress)
+
+    # ----------------------------------------------------------------------------------------- UMAP
+    def umap_colourings(self) -> list[str]:
+        """What the UMAP points can be coloured by: scene attributes where the dataset has labels."""
+        return ([*UMAP_COLOUR_BY, "none"] if self.data.labels(self.test_ids[:1]) else ["none"])
+
+    def umap(self, target: str = "final", log=print) -> tuple[np.ndarray, np.ndarray, bool]:
+        """Joint 2-D UMAP of the test images' CLIP embeddings and the brain-predicted ones:
+        ``(image_xy [n_test, 2], brain_xy [n_test, 2], from_cache)``. Fitted once per (model, target) and
+        cached on disk (keyed by the embeddings themselves, so another model gets its own map)."""
+        from .embedding_map import joint_umap
+        from .train import cache_root
+        if target not in ("final", "hidden"):
+            raise DataError(f"UMAP target should be 'final' or 'hidden', got {target!r}")
+        return joint_umap(self.test_image_embeddings(target), self.brain_embeddings(target),
+                          cache_root() / "umap", f"{self.data.fingerprint()}_{target}", log=log)
+
+    def umap_figure(self, target: str = "final", colour_by: str = "none", highlight: int | None = None, log=print):
+        """Plotly figure of ``umap(target)``: pairs joined by lines, coloured by a scene attribute, hover
+        shows the trial, its image id and caption; ``highlight`` (a test trial) drawn large."""
+        from . import viz
+        from .data import scenes
+        if colour_by not in self.umap_colourings():
+            raise DataError(f"cannot colour by {colour_by!r}; expected one of {self.umap_colourings()}")
+        if highlight is not None:
+            self.test_trial(highlight)
+        img_xy, brain_xy, _ = self.umap(target, log=log)
+        colours = None
+        if colour_by == "none":
+            groups = ["test trial"] * self.n_test
+        else:
+            lab = self.data.labels(self.test_ids)
+            if colour_by == "background":
+                groups = [scenes.BACKGROUNDS[int(b)] for b in lab["background"]]
+            elif colour_by == "number of objects":
+                groups = [f"{int(k)} object{'s' if int(k) != 1 else ''}" for k in lab["n_objects"]]
+            else:
+                key, names = (("shape", scenes.SHAPES) if colour_by == UMAP_COLOUR_BY[0] else ("colour", scenes.COLOUR_NAMES))
+                groups = [names[int(v)] if int(v) >= 0 else "none" for v in lab[key][:, 0]]
+                if key == "colour":  # the objects' own colours
+                    colours = {c: "rgb({},{},{})".format(*scenes.COLOURS[c]) for c in scenes.COLOUR_NAMES}
+                    colours["none"] = "lightgrey"
+                else:
+                    groups_order = [*names, "none"]
+                    colours = {g: c for g, c in zip(groups_order, _palette(len(groups_order)))}
+        captions = self.data.captions(self.test_ids)
+        hover = [f"image {int(i)} · “{c}”" for i, c in zip(self.test_ids, captions)]
+        return viz.embedding_map_figure(img_xy, brain_xy, groups, hover, colours=colours, highlight=highlight,
+                                        uirevision=f"umap-{target}")
+
+    # ----------------------------------------------------------------------------------------- evaluation
+    @property
+    def evaluate_dir(self) -> Path:
+        """Where the Evaluate tab's CSV files go (the project's cache; never a user-given path)."""
+        from .train import cache_root
+        return cache_root() / "evaluate"
+
+    def retrieval_scores(self, with_ridge: bool = False) -> dict[str, dict]:
+        """300-way top-1 retrieval over the whole test set (the paper's protocol, ``metrics.retrieval_report``)
+        for each model the bundle has: ``{"MindEye (final)": {"image": {"mean", "ci95"}, "brain": ...}, ...}``;
+        ``with_ridge`` adds the ridge baseline (hidden target; its first use fits it)."""
+        from .metrics import retrieval_report
+        out = {}
+        for name, key, target in (("MindEye (final)", Model.FINAL, "final"), ("MindEye (hidden)", Model.HIDDEN, "hidden")):
+            if key.value in self.bundle.models:
+                out[name] = retrieval_report(self.brain_embeddings(target), self.test_image_embeddings(target))
+        if with_ridge:
+            out["ridge (hidden)"] = retrieval_report(self.ridge().predict(self.test_betas), self.test_image_embeddings("hidden"))
+        return out
+
+    def evaluate(self, n_trials: int = 20, sources=(Source.MINDEYE, Source.RIDGE, Source.TRUE), strength: float = 0.85,
+                 samples: int = 1, steps: int = 20, guidance: float = 3.5, seed: int = 0, progress=None, log=print):
+        """The metric table over test trials ``0..n_trials-1``: each source's reconstructions (true tokens drawn
+        from scratch, strength 1: the decoder's ceiling) and the low-level model alone, scored by
+        ``evaluation.evaluate_reconstructions``; per-trial scores; 300-way retrieval over the whole test set.
+        ``progress(fraction, message)`` is called as it goes. Writes two CSV files under ``evaluate_dir``."""
+        import torch
+
+        from .data.stream import to_model_input
+        from .evaluation import evaluate_reconstructions, per_trial_scores
+        from .metrics import N_WAY
+        try:
+            n_trials, samples, steps, seed = int(n_trials), int(samples), int(steps), int(seed)
+            sources = [Source(s) for s in sources]
+        except (TypeError, ValueError) as e:
+            raise DataError(f"bad evaluation settings: {e}") from None
+        if not 1 <= n_trials <= self.n_test:
+            raise DataError(f"number of trials should be 1-{self.n_test}, got {n_trials}")
+        report = progress or (lambda f, m: None)
+        idx = np.arange(n_trials)
+        images = self.data.images(self.test_ids[idx])
+        originals = to_model_input(images, images.shape[1])
+        labels = self.data.labels(self.test_ids[idx]) or None
+        clip = self.model(Model.CLIP) if self.bundle.dataset_kind == "simnsd" and Model.CLIP.value in self.bundle.models else None
+        judge = self.model(Model.JUDGE) if Model.JUDGE.value in self.bundle.models and labels else None
+        chunk = 5
+        n_steps, done = len(sources) * -(-n_trials // chunk) + 2, 0
+        columns, per_trial = {}, {}
+        for source in sources:
+            name = EVAL_NAMES[source]
+            if source == Source.RIDGE and "ridge" not in self._models:
+                report(done / n_steps, "ridge baseline: fitting it (first use only: minutes on a laptop, then cached)")
+            picked = []
+            for i in range(0, n_trials, chunk):
+                report(done / n_steps, f"{name}: drawing trials {i}-{min(i + chunk, n_trials) - 1} of 0-{n_trials - 1}")
+                r = self.reconstruct(idx[i:i + chunk], source, strength=1.0 if source == Source.TRUE else float(strength),
+                                     n=samples, steps=steps, guidance=guidance, seed=seed + i)
+                picked.append(r.picked.float().cpu())
+                done += 1
+            recons = torch.cat(picked)
+            columns[name] = evaluate_reconstructions(recons, originals, clip, judge, labels)
+            per_trial[name] = per_trial_scores(recons, originals, clip)
+        report(done / n_steps, "scoring the low-level model alone")
+        if Model.LOWLEVEL.value in self.bundle.models and Model.HIDDEN.value in self.bundle.models:
+            low = self.pipeline(Source.MINDEYE).lowlevel_images(torch.from_numpy(self.test_betas[idx]))
+            if low is not None:
+                low = low.float().cpu()
+                columns[EVAL_LOWLEVEL] = evaluate_reconstructions(low, originals, clip, judge, labels)
+                per_trial[EVAL_LOWLEVEL] = per_trial_scores(low, originals, clip)
+        done += 1
+        report(done / n_steps, "300-way retrieval over the whole test set")
+        retrieval = self.retrieval_scores(with_ridge=Source.RIDGE in sources)
+        ranks = self._image_ranks() if Model.FINAL.value in self.bundle.models else None
+        ev = Evaluation(trials=idx, n_test=self.n_test, n_way=min(N_WAY, self.n_test), columns=columns,
+                        per_trial=per_trial, retrieval=retrieval,
+                        image_rank=None if ranks is None else ranks[idx],
+                        image_ids=self.test_ids[idx], captions=self.data.captions(self.test_ids[idx]),
+                        settings=dict(strength=float(strength), samples=samples, steps=steps, guidance=float(guidance),
+                                      seed=seed))
+        ev.write_csv(self.evaluate_dir, self.bundle.name)
+        report(1.0, "done")
+        return ev
+
+    def _image_ranks(self) -> np.ndarray:
+        """For each test trial, the rank (1 = first) of its seen image among all test images by cosine
+        similarity to the brain's final embedding (image retrieval over the whole test set)."""
+        import torch.nn.functional as F
+        b = F.normalize(self.brain_embeddings("final").flatten(1), dim=-1)
+        im = F.normalize(self.test_image_embeddings("final").flatten(1), dim=-1)
+        sim = (b @ im.T).numpy()
+        return 1 + (sim > np.diag(sim)[:, None]).sum(1)
+
+
+UMAP_COLOUR_BY = ("shape of the largest object", "colour of the largest object", "background", "number of objects")
+EVAL_NAMES = {Source.MINDEYE: "MindEye", Source.RIDGE: "ridge", Source.TRUE: "true tokens (ceiling)"}
+EVAL_LOWLEVEL = "low-level model alone"
+
+
+def _palette(n: int) -> list[str]:
+    from plotly.colors import qualitative
+    base = qualitative.Plotly + qualitative.Set2
+    return [base[i % len(base)] for i in range(n)]
+
+
+@dataclass
+class Evaluation:
+    """The Evaluate tab's numbers: reconstruction metrics over test trials ``trials`` (``columns``: method ->
+    metric -> value, as ``evaluation.evaluate_reconstructions``), per-trial scores (``per_trial``: method ->
+    metric -> [n]), and 300-way retrieval over all ``n_test`` trials (``retrieval``: model -> report)."""
+    trials: np.ndarray
+    n_test: int
+    n_way: int
+    columns: dict
+    per_trial: dict
+    retrieval: dict
+    image_rank: np.ndarray | None
+    image_ids: np.ndarray
+    captions: list
+    settings: dict
+    csv: Path | None = None
+    per_trial_csv: Path | None = None
+
+    def summary_rows(self) -> tuple[list[str], list[list]]:
+        """``(header, rows)`` of the summary CSV: one row per metric, one column per method; retrieval rows
+        (all test trials) at the end, blank where a method has none."""
+        methods = list(dict.fromkeys([*self.columns, *self.retrieval]))
+        metrics = list(dict.fromkeys(m for c in self.columns.values() for m in c))
+        rows = [[m, *[self.columns.get(k, {}).get(m, "") for k in methods]] for m in metrics]
+        for d in ("image", "brain"):
+            rows.append([f"{d} retrieval top-1 ({self.n_way}-way, all {self.n_test} test trials)",
+                         *[self.retrieval[k][d]["mean"] if k in self.retrieval else "" for k in methods]])
+        rows.append([f"retrieval chance (1/{self.n_way})", *[1 / self.n_way if k in self.retrieval else "" for k in methods]])
+        return ["metric", *methods], rows
+
+    def per_trial_rows(self) -> tuple[list[str], list[list]]:
+        """``(header, rows)``: one row per trial (trial, image id, each method's scores, MindEye's retrieval
+        rank, caption)."""
+        cols = [(k, m) for k, v in self.per_trial.items() for m in v]
+        header = ["trial", "image id", *[f"{k} · {m}" for k, m in cols]]
+        if self.image_rank is not None:
+            header.append(f"MindEye image-retrieval rank (of {self.n_test})")
+        header.append("caption")
+        rows = []
+        for j, t in enumerate(self.trials):
+            row = [int(t), int(self.image_ids[j]), *[float(self.per_trial[k][m][j]) for k, m in cols]]
+            if self.image_rank is not None:
+                row.append(int(self.image_rank[j]))
+            rows.append([*row, self.captions[j]])
+        return header, rows
+
+    def write_csv(self, folder: Path, name: str = "evaluation", keep: int = 40) -> None:
+        """Write the summary and per-trial CSV files into ``folder`` (fresh names; only the newest ``keep``
+        files there are kept)."""
+        import csv
+        import re
+        import time
+        import uuid
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = (f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}_{len(self.trials)}trials_"
+                f"{time.strftime('%Y%m%d-%H%M%S')}_{uuid.uuid4().hex[:6]}")
+        self.csv, self.per_trial_csv = folder / f"{stem}.csv", folder / f"{stem}_per_trial.csv"
+        for path, (header, rows) in ((self.csv, self.summary_rows()), (self.per_trial_csv, self.per_trial_rows())):
+            with open(path, "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(header)
+                w.writerows([repr(float(v)) if isinstance(v, (float, np.floating)) else v for v in r] for r in rows)
+        old = sorted(folder.glob("*.csv"), key=lambda p: p.stat().st_mtime)[:-keep]
+        for p in old:
+            p.unlink(missing_ok=True)
 
 
 _ENGINE: Engine | None = None

@@ -13,10 +13,42 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .metrics import pixcorr, ssim, two_way_identification
+from .metrics import pixcorr, ssim, two_way_identification, two_way_per_item
 
 PAPER_FEATURE_METRICS = ("AlexNet(2)", "AlexNet(5)", "InceptionV3", "CLIP ViT-L/14", "EffNet-B", "SwAV")
 NOT_AVAILABLE = "not available"
+
+# The published numbers (REFERENCE.md), as printed there: real NSD, 425 px images, the paper's feature nets.
+# Never comparable with SimNSD's numbers; shown beside them only as a labelled reference.
+PAPER_COLUMNS = ("PixCorr", "SSIM", "AlexNet(2)", "AlexNet(5)", "InceptionV3", "CLIP", "EffNet-B ↓", "SwAV ↓",
+                 "image retrieval", "brain retrieval")
+PAPER_ROWS = {
+    "MindEye (V1), subject 1": (".392", ".347", "97.4%", "98.7%", "94.5%", "94.3%", ".635", ".358", "97.2%", "94.7%"),
+    "MindEye (V1), low-level pipeline alone": (".456", ".493", "", "", "", "", "", "", "", ""),
+    "MindEye (V1), mean of 4 subjects": ("", "", "", "", "", "", "", "", "93.6%", "90.0%"),
+    "MindEye2 (40 sessions), subject 1": (".374", ".439", "97.9%", "99.1%", "96.0%", "93.7%", ".607", ".336",
+                                          "99.96%", "99.87%"),
+    "ridge to CLIP (Brain-Diffuser style, re-scored by MindEye2)": ("", "", "", "", "", "", "", "", "~18.8%", ""),
+}
+
+
+def paper_table() -> str:
+    """The published numbers as a Markdown table (blank: not reported)."""
+    head = f"| method | {' | '.join(PAPER_COLUMNS)} |\n" + "|---" * (len(PAPER_COLUMNS) + 1) + "|"
+    return "\n".join([head, *(f"| {k} | " + " | ".join(v) + " |" for k, v in PAPER_ROWS.items())])
+
+
+@torch.no_grad()
+def per_trial_scores(recons: torch.Tensor, originals: torch.Tensor, clip=None) -> dict[str, np.ndarray]:
+    """Per-image PixCorr and SSIM at the originals' size and, with ``clip``, each recon's CLIP 2-way
+    identification among the others: ``{metric: [N]}``, whose means are ``evaluate_reconstructions``' numbers."""
+    out = {"PixCorr": np.array([pixcorr(r[None], o[None]) for r, o in zip(recons, originals)]),
+           "SSIM": np.array([ssim(r[None], o[None]) for r, o in zip(recons, originals)])}
+    if clip is not None and len(recons) > 1:
+        f_rec = torch.cat([clip.final(recons[i:i + 100]).float().cpu() for i in range(0, len(recons), 100)])
+        f_org = torch.cat([clip.final(originals[i:i + 100]).float().cpu() for i in range(0, len(originals), 100)])
+        out["CLIP 2-way"] = two_way_per_item(f_rec, f_org)
+    return out
 
 
 def untied_largest(labels: dict) -> np.ndarray:

@@ -1,6 +1,7 @@
-"""`reconstruct` and `evaluate`: the seed's Reconstructions.py and Reconstruction_Metrics.py as commands over
-the engine (same flag names and output file names; ``--bundle``, ``--ridge``, ``--true_tokens``, ``--json`` are
-ours)."""
+"""`reconstruct`, `evaluate` and `retrieve`: the seed's Reconstructions.py, Reconstruction_Metrics.py and
+Retrievals.py (its LAION-5B part) as commands over the engine (same flag names and output file names;
+``--bundle``, ``--ridge``, ``--true_tokens``, ``--pool``, ``--json`` are ours), and `index build`, which makes
+the large pools `retrieve` searches."""
 from __future__ import annotations
 
 import argparse
@@ -61,11 +62,11 @@ def _engine(args):
     bundle = Bundle.load(args.bundle or DEMO_BUNDLE, args.data_path)
     if args.subj is not None and args.subj != bundle.subject:
         bundle.subject = args.subj
-    if args.vd_cache_dir:
+    if getattr(args, "vd_cache_dir", None):
         bundle.models["decoder"] = str(Path(args.vd_cache_dir).resolve())
     e = Engine(bundle, simulate_if_missing=args.data_path is None)
-    for flag, key in (("model_name", Model.HIDDEN), ("autoencoder_name", Model.LOWLEVEL)):
-        value = getattr(args, flag)
+    for flag, key in (("model_name", Model.HIDDEN), ("model_name2", Model.FINAL), ("autoencoder_name", Model.LOWLEVEL)):
+        value = getattr(args, flag, None)
         if value == "None" and key == Model.LOWLEVEL:
             bundle.models.pop(key.value, None)
         elif value:
@@ -184,4 +185,125 @@ def evaluate_cmd(args) -> int:
     if not args.json:
         print(f"\nwrote {out}. 'not available': the paper's feature nets need local weights (none here); "
               "no number is computed from random weights.")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------- retrieve
+
+def add_retrieve_flags(r: argparse.ArgumentParser) -> None:
+    """The seed's Retrievals.py flags (same names and help, adapted to bundles), then ours."""
+    r.add_argument("--model_name", default=None,
+                   help="name of the hidden-token model (257x768 in V1), used for everything except large-pool "
+                        "(LAION-5B) retrieval; here its projector output makes the second-order pick among the "
+                        "pool's top 16. A run folder (train_logs/NAME or a path) or a shipped stem; default: the "
+                        "bundle's mindeye_hidden")
+    r.add_argument("--model_name2", default=None,
+                   help="name of the final-layer model (1x768 in V1), used for large-pool (LAION-5B) retrieval. A run "
+                        "folder or a shipped stem; default: the bundle's mindeye_final")
+    r.add_argument("--data_path", default=None, help="dataset folder (default: the bundle's)")
+    r.add_argument("--subj", type=int, default=None, help="subject (default: the bundle's)")
+    r.add_argument("--pool", default=None,
+                   help="what to search: a pool folder (python -m mindeye index build), a clip-retrieval index folder "
+                        "(image.index + metadata/*.parquet) or a clip-retrieval server URL (http://HOST:PORT; V1 used "
+                        "knn.laion.ai, offline since 2024); default: the bundle's pool, else data/pool")
+    r.add_argument("--indice_name", default=None,
+                   help="index on a clip-retrieval server (default: the first it lists; V1: laion5B-L-14)")
+    r.add_argument("--trials", default=None,
+                   help="test trials: 'all' (default), 'N' (the first N), or 'a-b' (a range, end excluded)")
+    r.add_argument("--num_retrieved", type=int, default=16, help="pool candidates per trial before the second-order pick (V1: 16)")
+    r.add_argument("--bundle", default=None, help="bundle folder (default: assets/demo)")
+    r.add_argument("--out", default="evals", help="output folder (default: evals)")
+    r.add_argument("--json", action="store_true", help="print a machine-readable summary (ids and scores per trial)")
+
+
+def retrieve_cmd(args) -> int:
+    import torch
+    from tqdm.auto import tqdm
+
+    from .atomic import atomic_save
+    from .data.errors import DataError
+    from .data.stream import to_model_input
+    from .pipelines.pool import ClipRetrievalServer, jsonable
+    if not 1 <= args.num_retrieved <= 1000:
+        raise DataError(f"--num_retrieved must be from 1 to 1000, got {args.num_retrieved}")
+    e = _engine(args)
+    idx = _trials(args.trials, e.n_test)
+    pool = e.pool(args.pool, indice_name=args.indice_name)
+    if isinstance(pool, ClipRetrievalServer):
+        pool.indice_name  # noqa: B018  (ask the server now: an unreachable one fails before any work)
+    size = e.data.image_store.image_size
+    res = e.pool_retrieve(idx, pool, k=args.num_retrieved, size=size,
+                          progress=lambda it: tqdm(it, desc="retrieving from the pool", unit="trial"))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ids = e.test_ids[idx]
+    atomic_save(to_model_input(e.data.images(ids), size), out / "all_images.pt", torch.save)
+    name = Path(args.model_name).name if args.model_name else e.bundle.name.replace(" ", "_")
+    path = out / f"{name}_laion_retrievals_top{args.num_retrieved}.pt"
+    atomic_save(res.picked_images(), path, torch.save)
+    rows = [{"trial": int(t), "image_id": int(i), "picked": jsonable(res.keys[q][res.best[q]]),
+             "picked_rank": int(res.best[q]) + 1, "ids": [jsonable(k) for k in res.keys[q]],
+             "scores": [round(float(s), 5) for s in res.scores[q]],
+             "second_order_scores": [None if np.isnan(s) else round(float(s), 5) for s in res.second_order[q]],
+             "captions": res.captions[q]}
+            for q, (t, i) in enumerate(zip(idx, ids))]
+    side = {"pool": res.source, "num_retrieved": args.num_retrieved, "subject": e.bundle.subject,
+            "data_path": str(e.bundle.data_path), "image_ids": [int(i) for i in ids], "trials": [int(t) for t in idx],
+            "second_order": "hidden" if not np.isnan(res.second_order[0]).all() else "none (no hidden model)",
+            "all_images": str(out / "all_images.pt"), "retrievals": str(path), "rows": rows}
+    path.with_suffix(".json").write_text(json.dumps(side, indent=1))
+    if args.json:
+        print(json.dumps({"n": len(idx), **side}))
+    else:
+        print(f"wrote {path} ({len(idx)} trials, top-1 of {args.num_retrieved} after the second-order pick) and "
+              f"{out / 'all_images.pt'}; pool: {res.source}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------- index build
+
+def add_index_flags(ix: argparse.ArgumentParser) -> None:
+    sub = ix.add_subparsers(dest="index_command", required=True)
+    b = sub.add_parser("build", help="render or read images, embed them with the bundle's CLIP, write a pool folder",
+                       description="Build a retrieval pool folder (pool.json, embeddings.npy, ids.npy or paths.txt). "
+                                   "An interrupted build resumes from its last finished batch.")
+    what = b.add_mutually_exclusive_group(required=True)
+    what.add_argument("--scenes", type=int, default=None,
+                      help="N procedural scenes (ids from 200,000,000 up: never SimNSD's own images)")
+    what.add_argument("--images", default=None, help="a folder of jpg/png images (searched recursively)")
+    b.add_argument("--out", required=True, help="pool folder to write (e.g. data/pool, the default pool)")
+    b.add_argument("--seed", type=int, default=None, help="scene seed (default: the bundle's dataset seed)")
+    b.add_argument("--bundle", default=None, help="bundle whose CLIP embeds the pool (default: assets/demo)")
+    b.add_argument("--size", type=int, default=None,
+                   help="image size in pixels: scenes are rendered and folder images centre-cropped to it "
+                        "(default: 96 for scenes, 224 for folders)")
+    b.add_argument("--batch", type=int, default=256, help="images per batch (and per resumable chunk)")
+    b.add_argument("--workers", type=int, default=1, help="processes rendering or reading images (default: 1)")
+    b.add_argument("--json", action="store_true", help="print the pool's pool.json")
+
+
+def index_cmd(args) -> int:
+    import time
+
+    from .bundle import DEMO_BUNDLE, Bundle
+    from .data.errors import DataError
+    from .models.scene_clip import SceneCLIP
+    from .pipelines.pool import build_folder_pool, build_scene_pool
+    bundle = Bundle.load(args.bundle or DEMO_BUNDLE)
+    if "clip" not in bundle.models:
+        raise DataError(f"bundle {bundle.name!r} names no clip model to embed the pool with")
+    clip = SceneCLIP.load(bundle.resolve(bundle.models["clip"]))
+    t0 = time.time()
+    if args.scenes is not None:
+        out = build_scene_pool(clip, args.scenes, Path(args.out), seed=bundle.seed if args.seed is None else args.seed,
+                               size=args.size or 96, batch=args.batch, workers=args.workers)
+    else:
+        out = build_folder_pool(clip, Path(args.images), Path(args.out), size=args.size or 224,
+                                batch=min(args.batch, 64), workers=args.workers)
+    meta = json.loads((out / "pool.json").read_text())
+    if args.json:
+        print(json.dumps({**meta, "path": str(out), "seconds": round(time.time() - t0, 1)}))
+    else:
+        print(f"wrote {out}: {meta['n']:,} {meta['kind']} embeddings of {meta['dim']} dims "
+              f"({meta['embedder']['variant']} {meta['embedder']['sha256']}) in {time.time() - t0:.0f} s")
     return 0

@@ -39,6 +39,11 @@ def ssim(recons: torch.Tensor, originals: torch.Tensor, size: int | None = None)
 
 def two_way_identification(recon_feats: torch.Tensor, orig_feats: torch.Tensor) -> float:
     """For each recon j: fraction of distractors i != j with corr(real_i, recon_j) < corr(real_j, recon_j)."""
+    return float(two_way_per_item(recon_feats, orig_feats).mean())
+
+
+def two_way_per_item(recon_feats: torch.Tensor, orig_feats: torch.Tensor) -> np.ndarray:
+    """``two_way_identification`` of each recon j [N] (its mean is the table's number)."""
     a = recon_feats.flatten(1).double()
     b = orig_feats.flatten(1).double()
     a = (a - a.mean(1, keepdim=True)) / a.std(1, keepdim=True)
@@ -47,7 +52,7 @@ def two_way_identification(recon_feats: torch.Tensor, orig_feats: torch.Tensor) 
     n = corr.shape[0]
     congruent = corr.diag()
     wins = (corr < congruent[None, :]).sum(0).double()
-    return float((wins / (n - 1)).mean())
+    return (wins / (n - 1)).numpy()
 
 
 def top1_identification(recon_emb: torch.Tensor, orig_emb: torch.Tensor) -> float:

@@ -106,3 +106,54 @@ def stimulus_grid(images: np.ndarray, captions: list[str], cols: int = 4, title:
         fig.suptitle(title, fontsize=13)
     fig.subplots_adjust(hspace=0.35, wspace=0.05, top=0.95)
     return fig
+
+
+def embedding_map_figure(image_xy: np.ndarray, brain_xy: np.ndarray, groups: list[str], hover: list[str],
+                         colours: dict[str, str] | None = None, highlight: int | None = None, title: str = "",
+                         uirevision: str = "embedding-map"):
+    """Interactive plotly scatter of a joint 2-D map: seen images (circles) and their brain-predicted
+    embeddings (crosses), each pair joined by a thin line, coloured by ``groups`` (one label per trial; legend
+    order = first appearance unless ``colours`` gives an order), hover text ``hover`` (one per trial).
+    ``highlight`` (a trial) is drawn large. ``uirevision`` keeps zoom and pan across redraws."""
+    import plotly.graph_objects as go
+    from plotly.colors import qualitative
+
+    n = len(image_xy)
+    order = list(colours) if colours else list(dict.fromkeys(groups))
+    order = [g for g in order if g in set(groups)]
+    palette = colours or {g: qualitative.Plotly[i % len(qualitative.Plotly)] for i, g in enumerate(order)}
+    seg = np.full((n, 3, 2), np.nan, np.float32)
+    seg[:, 0], seg[:, 1] = image_xy, brain_xy
+    seg = seg.reshape(-1, 2)
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=seg[:, 0], y=seg[:, 1], mode="lines", line=dict(width=0.5, color="rgba(120,120,120,0.35)"),
+                             hoverinfo="skip", showlegend=False, connectgaps=False, name="pairs"))
+    groups_a = np.asarray(groups, dtype=object)
+    hover_a = np.asarray(hover, dtype=object)
+    for g in order:
+        idx = np.flatnonzero(groups_a == g)
+        for xy, symbol, what, legend in ((image_xy, "circle", "seen image", True),
+                                         (brain_xy, "x", "brain prediction", False)):
+            fig.add_trace(go.Scatter(
+                x=xy[idx, 0], y=xy[idx, 1], mode="markers", name=str(g), legendgroup=str(g), showlegend=legend,
+                marker=dict(symbol=symbol, size=7 if symbol == "circle" else 6, color=palette[g],
+                            line=dict(width=0.5, color="rgba(60,60,60,0.8)")),
+                customdata=idx, text=hover_a[idx],
+                hovertemplate=f"<b>trial %{{customdata}}</b> ({what})<br>%{{text}}<extra>{g}</extra>"))
+    for label, symbol in (("seen image (CLIP)", "circle"), ("predicted from the brain", "x")):
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=label, legendgroup="_symbols",
+                                 marker=dict(symbol=symbol, color="grey", size=8), hoverinfo="skip"))
+    if highlight is not None and 0 <= int(highlight) < n:
+        h = int(highlight)
+        fig.add_trace(go.Scatter(x=[image_xy[h, 0], brain_xy[h, 0]], y=[image_xy[h, 1], brain_xy[h, 1]],
+                                 mode="lines+markers", name=f"trial {h}", line=dict(width=2, color="black"),
+                                 marker=dict(symbol=["circle", "x"], size=14, color=palette[groups[h]],
+                                             line=dict(width=2, color="black")),
+                                 customdata=[h, h], text=[hover[h], hover[h]],
+                                 hovertemplate="<b>trial %{customdata}</b><br>%{text}<extra>selected</extra>"))
+    fig.update_layout(height=560, margin=dict(l=10, r=10, t=40 if title else 10, b=10), title=title or None,
+                      plot_bgcolor="white", paper_bgcolor="white", legend=dict(itemsizing="constant"),
+                      uirevision=uirevision, hovermode="closest")
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, title="UMAP 1")
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, title="UMAP 2", scaleanchor="x")
+    return fig
