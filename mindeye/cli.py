@@ -191,9 +191,6 @@ def add_train_flags(t: argparse.ArgumentParser) -> None:
     t.add_argument("--prior_heads", type=int, default=12, help="diffusion prior heads (V1: 12)")
     t.add_argument("--prior_dim_head", type=int, default=64, help="diffusion prior head width (V1: 64)")
     t.add_argument("--prior_mult", type=float, default=None, help="prior loss weight (default: 30 hidden, .03 final)")
-    t.add_argument("--prior_brain_skip", action=argparse.BooleanOptionalAction, default=False,
-                   help="ours, off in V1: feed brain token i straight into the prior's image token i (a small prior "
-                        "learns the brain's identity far faster)")
     t.add_argument("--weight_decay", type=float, default=1e-2, help="AdamW weight decay on weight matrices (V1: 1e-2)")
     t.add_argument("--drop_in", type=float, default=0.5, help="dropout after the BrainNetwork's input layer (V1: 0.5)")
     t.add_argument("--drop_block", type=float, default=0.15, help="dropout in the BrainNetwork's blocks (V1: 0.15)")

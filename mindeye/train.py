@@ -76,7 +76,6 @@ class TrainConfig:
     prior_heads: int = 12
     prior_dim_head: int = 64
     prior_mult: float | None = None  # V1: 30 (hidden) / 0.03 (final)
-    prior_brain_skip: bool = False  # ours (V1: off): brain token i also enters noisy image token i (PriorConfig)
     ckpt_every_s: float = 120.0
     log_every: int = 10
     val_n_way: int = 300

@@ -39,10 +39,6 @@ class PriorConfig:
     # dalle2 scales image embeds by this factor before noising (its default is sqrt(dim)); None -> sqrt(dim).
     # UNCERTAIN whether V1 training used the dalle2 default; set 1.0 to disable.
     image_embed_scale: float | None = None
-    # Ours, off in V1: add a linear map of brain token i to noisy image token i before the transformer, so every
-    # output position sees its own brain token directly instead of finding it through attention (a small prior
-    # trained for minutes on a CPU otherwise carries little of the brain's identity into its samples)
-    brain_skip: bool = False
 
 
 # ----------------------------------------------------------------------------------------------- building blocks
@@ -221,7 +217,6 @@ class PriorNetwork(nn.Module):
         self.null_brain_embeds = nn.Parameter(torch.randn(n, d))
         self.null_image_embed = nn.Parameter(torch.randn(n, d))
         self.to_time_embeds = nn.Sequential(nn.Sequential(SinusoidalEmbedding(d), TimeMLP(d, d)))
-        self.brain_skip = nn.Linear(d, d) if cfg.brain_skip else None
         self.causal_transformer = Transformer(cfg)  # name kept for checkpoint compatibility; it is not causal
 
     def forward(self, image_embed, timesteps, brain_embed, brain_cond_drop_prob=0.0, image_cond_drop_prob=0.0,
@@ -244,8 +239,6 @@ class PriorNetwork(nn.Module):
         image_embed = torch.where(keep(image_cond_drop_prob), image_embed, self.null_image_embed.to(image_embed.dtype))
         time = self.to_time_embeds(timesteps).unsqueeze(1).to(image_embed.dtype)  # [B, 1, D]
         image_embed = image_embed + self.learned_query.to(image_embed.dtype)
-        if self.brain_skip is not None:
-            image_embed = image_embed + self.brain_skip(brain_embed)
         tokens = torch.cat((brain_embed, time, image_embed), dim=1)
         return self.causal_transformer(tokens)[:, -self.config.num_tokens:]
 
