@@ -8,7 +8,7 @@ DATA ?= data/simnsd
 export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE := 1
 
-.PHONY: run test venv simulate bench clean
+.PHONY: run test venv simulate pool bench clean
 
 venv:
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ venv:
 
 simulate: venv
 	$(PY) -m mindeye simulate --subj 1 --out $(DATA)
+
+# the Retrieve tab's large pool: 100k unseen SimNSD scenes embedded by the demo SceneCLIP (~30 min on one core)
+pool: simulate
+	$(PY) -m mindeye index build --scenes 100000 --out data/pool
 
 run: simulate
 	$(PY) app.py --data $(DATA)

@@ -101,7 +101,18 @@ def render_recon_table(res: dict) -> str:
     return "\n".join(lines)
 
 
-RENDERERS = {"mindeye_table": render_mindeye_table, "simnsd_oracle": render_simnsd_oracle,
+def render_retrieval_latency(res: dict) -> str:
+    lines = [f"| pool | size | search | ms per query (median) | recall@{res['recall_at']} vs exact |", "|---|---|---|---|---|"]
+    for r in res["rows"]:
+        lines.append(f"| {r['pool']} | {r['n']:,} | {r['method']} | {r['ms_median']:.2f} | {r['recall@' + str(res['recall_at'])]:.2f} |")
+    m = res["machine"]
+    lines += ["", f"top-{res['k']}, dim {res['dim']}, {res['queries']} single queries per row; {res['note']}. Measured on "
+                  f"{m['cores']} cores ({m['cpu']}, {m['torch_threads']} torch thread, 1-min load average "
+                  f"{m.get('load_avg_1min', '?')} while it ran) by `bench/retrieval_latency.py`."]
+    return "\n".join(lines)
+
+
+RENDERERS = {"retrieval_latency": render_retrieval_latency, "mindeye_table": render_mindeye_table, "simnsd_oracle": render_simnsd_oracle,
              "demo_preset": render_demo_preset, "recon_table": render_recon_table}
 
 
