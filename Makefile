@@ -26,8 +26,11 @@ simulate: venv
 pool: simulate
 	$(PY) -m mindeye index build --scenes 100000 --out data/pool
 
+# make run PORT=8000 HOST=0.0.0.0 (default: 127.0.0.1:7860, this machine only)
+PORT ?= 7860
+HOST ?= 127.0.0.1
 run: simulate
-	$(PY) app.py --data $(DATA)
+	$(PY) app.py --data $(DATA) --host $(HOST) --port $(PORT)
 
 test: venv
 	$(PY) -m pytest -q tests

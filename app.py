@@ -2,27 +2,27 @@
 
     python app.py                      # the demo bundle (SimNSD subject 1), on http://127.0.0.1:7860
     python app.py --bundle PATH        # another bundle (a folder with bundle.json)
+    python app.py --port 8000 --auth teacher:secret
 """
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-import gradio as gr  # noqa: E402
-
-from components import evaluate, reconstruct, retrieve, train, trials, umap  # noqa: E402
-from mindeye.bundle import DEMO_BUNDLE, Bundle  # noqa: E402
-from mindeye.engine import Engine  # noqa: E402
 
 
 # small stimuli are shown scaled up to fill their box
 CSS = ".stimulus img { width: 100% !important; height: 100% !important; object-fit: contain; }"
 
 
-def build_app(engine: Engine) -> gr.Blocks:
+def build_app(engine):
+    """The Gradio Blocks of every tab around ``engine`` (gradio is imported here, so ``--help`` stays fast)."""
+    import gradio as gr
+
+    from components import evaluate, reconstruct, retrieve, train, trials, umap
     with gr.Blocks(title="MindEye Explorer") as demo:
         gr.Markdown("# MindEye Explorer\nDecoding images from fMRI, after MindEye (Scotti et al., 2023).")
         gr.Markdown(engine.describe())
@@ -49,20 +49,53 @@ def build_app(engine: Engine) -> gr.Blocks:
     return demo
 
 
+def port_problem(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be served (one sentence), or None when it is free."""
+    if not 1 <= port <= 65535:
+        return f"--port must be between 1 and 65535, got {port}"
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        try:
+            s.bind((host, port))
+        except PermissionError:
+            return f"port {port} needs administrator rights; pick one above 1023 with --port (make run PORT=8000)"
+        except OSError as e:
+            if e.errno in (98, 48):  # EADDRINUSE (Linux, macOS)
+                return (f"port {port} on {host} is already in use (another MindEye Explorer?); pick another with "
+                        f"--port {port + 1} (make run PORT={port + 1})")
+            return f"cannot listen on {host}:{port}: {e.strerror}"
+    return None
+
+
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description="MindEye Explorer")
-    p.add_argument("--bundle", default=str(DEMO_BUNDLE), help="bundle folder (default: assets/demo)")
-    p.add_argument("--data", default=None, help="override the bundle's dataset folder")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=int, default=7860)
+    p = argparse.ArgumentParser(description="MindEye Explorer: look inside brain decoding, in a browser.")
+    p.add_argument("--bundle", default=None, help="bundle folder (default: assets/demo)")
+    p.add_argument("--data", default=None, help="override the bundle's dataset folder (never simulated into)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only; "
+                                                        "0.0.0.0 shares it on your network)")
+    p.add_argument("--port", type=int, default=7860, help="port to serve on (default: 7860)")
+    p.add_argument("--auth", default=None, metavar="USER:PASS", help="ask for this user name and password")
     args = p.parse_args(argv)
+    auth = None
+    if args.auth is not None:
+        user, sep, password = args.auth.partition(":")
+        if not (sep and user and password):
+            p.error(f"--auth should be USER:PASS, got {args.auth!r}")
+        auth = (user, password)
+    if args.data is not None and not os.path.isdir(args.data):
+        p.exit(2, f"error: --data should be a folder holding a converted dataset (subjNN.hdf5 + images.hdf5), "
+                  f"{args.data!r} is {'a file' if os.path.exists(args.data) else 'not there'}\n")
+    problem = port_problem(args.host, args.port)
+    if problem:
+        p.exit(2, f"error: {problem}\n")
+    from mindeye.bundle import DEMO_BUNDLE, Bundle
     from mindeye.data.errors import DataError
+    from mindeye.engine import Engine
     try:
         # only the bundle's own SimNSD folder is ever simulated into; a --data folder must already hold a dataset
-        engine = Engine(Bundle.load(args.bundle, args.data), simulate_if_missing=args.data is None)
+        engine = Engine(Bundle.load(args.bundle or DEMO_BUNDLE, args.data), simulate_if_missing=args.data is None)
     except DataError as e:
-        raise SystemExit(f"error: {e}") from None
-    build_app(engine).launch(server_name=args.host, server_port=args.port, show_error=True, css=CSS,
+        p.exit(2, f"error: {e}\n")
+    build_app(engine).launch(server_name=args.host, server_port=args.port, show_error=True, css=CSS, auth=auth,
                              allowed_paths=[str(engine.evaluate_dir)])  # the Evaluate tab's CSV files
 
 

@@ -9,6 +9,8 @@ from mindeye.data import scenes
 from mindeye.engine import Engine, Source
 from mindeye.pipelines.reconstruction import MAX_SAMPLES
 
+from . import IMAGE_BUTTONS
+
 HELP = ("**What am I looking at?** The model read only the brain response to the image on the left. From it, "
         "MindEye predicted CLIP features and drew several guesses; the one whose features best match the "
         "prediction is starred. *img2img strength* 1 draws from scratch; lower values start from the blurry "
@@ -62,12 +64,12 @@ def build(engine: Engine):
                                      "minutes on a laptop, then cached)")
     go = gr.Button("reconstruct", variant="primary")
     with gr.Row():
-        seen = gr.Image(label="seen image", type="numpy", interactive=False, height=200, elem_classes="stimulus")
-        low = gr.Image(label="low-level picture (img2img start)", type="numpy", interactive=False, height=200,
+        seen = gr.Image(buttons=IMAGE_BUTTONS, label="seen image", type="numpy", interactive=False, height=200, elem_classes="stimulus")
+        low = gr.Image(buttons=IMAGE_BUTTONS, label="low-level picture (img2img start)", type="numpy", interactive=False, height=200,
                        elem_classes="stimulus")
-        pick = gr.Image(label="MindEye (★ pick)", type="numpy", interactive=False, height=200, elem_classes="stimulus")
-        ridge = gr.Image(label="ridge (same decoder)", type="numpy", interactive=False, height=200, elem_classes="stimulus")
-    gallery = gr.Gallery(label="all MindEye samples", columns=8, height="auto", object_fit="contain")
+        pick = gr.Image(buttons=IMAGE_BUTTONS, label="MindEye (★ pick)", type="numpy", interactive=False, height=200, elem_classes="stimulus")
+        ridge = gr.Image(buttons=IMAGE_BUTTONS, label="ridge (same decoder)", type="numpy", interactive=False, height=200, elem_classes="stimulus")
+    gallery = gr.Gallery(buttons=IMAGE_BUTTONS, label="all MindEye samples", columns=8, height="auto", object_fit="contain")
     scores = gr.Markdown()
 
     def run(i, s, k, st, g, sd, rdg, progress=gr.Progress(track_tqdm=False)):

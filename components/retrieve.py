@@ -10,6 +10,8 @@ from mindeye.bundle import PROJECT_ROOT
 from mindeye.data.errors import DataError
 from mindeye.engine import Engine
 
+from . import IMAGE_BUTTONS
+
 TEST_SET = "test set"
 HELP = ("**What am I looking at?** MindEye turned the brain response into a point in CLIP space and looked up "
         "the nearest of the {n} test images. Chance of the right one coming first is 1 in {n}. *Brain "
@@ -53,8 +55,8 @@ def build(engine: Engine):
                            label="search in", info="the test set, a pool folder, or a clip-retrieval URL")
     go = gr.Button("retrieve", variant="primary")
     with gr.Row():
-        seen = gr.Image(label="seen image", type="numpy", interactive=False, height=200, elem_classes="stimulus", scale=1)
-        gallery = gr.Gallery(label="nearest first", columns=8, height=260, scale=4)
+        seen = gr.Image(buttons=IMAGE_BUTTONS, label="seen image", type="numpy", interactive=False, height=200, elem_classes="stimulus", scale=1)
+        gallery = gr.Gallery(buttons=IMAGE_BUTTONS, label="nearest first", columns=8, height=260, scale=4)
     summary = gr.Markdown()
 
     def run_pool(i, kk, md, choice):

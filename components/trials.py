@@ -7,6 +7,8 @@ import numpy as np
 from mindeye.data import scenes
 from mindeye.engine import MAPS, RESPONSES, VIEWS, Engine
 
+from . import IMAGE_BUTTONS
+
 
 def _labels_table(labels: dict) -> list[list]:
     rows = []
@@ -28,7 +30,7 @@ def build(engine: Engine) -> None:
         rand = gr.Button("random trial", scale=1)
     with gr.Row():
         with gr.Column(scale=2):
-            image = gr.Image(label="stimulus", type="numpy", height=320, interactive=False, format="png",
+            image = gr.Image(buttons=IMAGE_BUTTONS, label="stimulus", type="numpy", height=320, interactive=False, format="png",
                              elem_classes="stimulus")
             caption = gr.Markdown()
             table = gr.Dataframe(headers=["#", "shape", "colour", "size", "x", "y"], label="what is in the scene",

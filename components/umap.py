@@ -7,6 +7,8 @@ import gradio as gr
 from mindeye.data.errors import DataError
 from mindeye.engine import Engine
 
+from . import IMAGE_BUTTONS
+
 HELP = ("**What am I looking at?** Each circle is one test image, placed by what CLIP sees in it; each cross is "
         "MindEye's guess of that placement from the brain response alone, and a thin line joins the two (hover for "
         "the trial and its caption). The guesses usually form a cloud of their own, because training only asks each "
@@ -28,7 +30,7 @@ def build(engine: Engine):
     with gr.Row():
         plot = gr.Plot(label="CLIP embeddings of the test images (●) and of their brains' predictions (✕)", scale=4)
         with gr.Column(scale=1, min_width=200):
-            seen = gr.Image(label="highlighted trial", type="numpy", interactive=False, height=200,
+            seen = gr.Image(buttons=IMAGE_BUTTONS, label="highlighted trial", type="numpy", interactive=False, height=200,
                             elem_classes="stimulus")
             caption = gr.Markdown()
     status = gr.Markdown()

@@ -62,3 +62,32 @@ def test_app_serves_trials_over_http(engine):
 def test_demo_bundle_manifest_is_valid():
     b = Bundle.load()
     assert b.dataset_kind == "simnsd" and b.subject == 1
+
+
+def test_app_command_line_errors_are_one_line_and_start_nothing(tmp_path, capsys):
+    """Bad --port / --auth / --data and a busy port end with one line naming what was expected, before any
+    model or dataset is loaded."""
+    import socket
+
+    from app import main
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    (tmp_path / "notes.txt").write_text("x")
+    cases = {("--port", "99999"): "between 1 and 65535",
+             ("--port", str(port)): f"port {port} on 127.0.0.1 is already in use",
+             ("--auth", "bob"): "USER:PASS",
+             ("--data", str(tmp_path / "notes.txt")): "is a file",
+             ("--data", str(tmp_path / "nowhere")): "is not there"}
+    try:
+        for argv, expected in cases.items():
+            with pytest.raises(SystemExit) as e:
+                main(list(argv))
+            assert e.value.code == 2
+            err = capsys.readouterr().err
+            assert expected in err, (argv, err)
+            assert "Traceback" not in err
+    finally:
+        busy.close()
+    assert not (tmp_path / "nowhere").exists()
