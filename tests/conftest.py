@@ -1,6 +1,7 @@
 """Shared fixtures: no network, a tiny SimNSD subject made once per session."""
 from __future__ import annotations
 
+import json
 import os
 import socket
 
@@ -65,3 +66,28 @@ class served_app:
 
     def __exit__(self, *exc):
         self.demo.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_stack(tiny_sim, tmp_path_factory):
+    """A whole tiny bundle (SceneCLIP, VAE, judge, decoder, MindEye hidden + prior, final, low-level), built once
+    per test session by `build-demo --tiny` over the tiny SimNSD subject."""
+    import os
+    from mindeye.cli import main
+    root = tmp_path_factory.mktemp("stack")
+    out, work = root / "demo", root / "work"
+    old = os.environ.get("MINDEYE_CACHE_DIR")
+    os.environ["MINDEYE_CACHE_DIR"] = str(root / "cache")
+    try:
+        build = ["build-demo", "--tiny", "--out", str(out), "--work", str(work), "--workers", "0", "--stages"]
+        assert main([*build, "clip,vae,judge,decoder"]) == 0
+        manifest = json.loads((out / "bundle.json").read_text())
+        manifest["dataset"] = {"kind": "simnsd", "path": str(tiny_sim[0]), "subject": 1, "seed": 0}
+        (out / "bundle.json").write_text(json.dumps(manifest))
+        assert main([*build, "mindeye"]) == 0
+    finally:
+        if old is None:
+            os.environ.pop("MINDEYE_CACHE_DIR", None)
+        else:
+            os.environ["MINDEYE_CACHE_DIR"] = old
+    return out

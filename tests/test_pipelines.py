@@ -13,30 +13,6 @@ from mindeye.data.errors import DataError
 
 
 @pytest.fixture(scope="module")
-def tiny_stack(tiny_sim, tmp_path_factory):
-    """A whole tiny bundle (SceneCLIP, VAE, judge, decoder, MindEye hidden + prior, final, low-level)."""
-    import os
-    from mindeye.cli import main
-    root = tmp_path_factory.mktemp("stack")
-    out, work = root / "demo", root / "work"
-    old = os.environ.get("MINDEYE_CACHE_DIR")
-    os.environ["MINDEYE_CACHE_DIR"] = str(root / "cache")
-    try:
-        build = ["build-demo", "--tiny", "--out", str(out), "--work", str(work), "--workers", "0", "--stages"]
-        assert main([*build, "clip,vae,judge,decoder"]) == 0
-        manifest = json.loads((out / "bundle.json").read_text())
-        manifest["dataset"] = {"kind": "simnsd", "path": str(tiny_sim[0]), "subject": 1, "seed": 0}
-        (out / "bundle.json").write_text(json.dumps(manifest))
-        assert main([*build, "mindeye"]) == 0
-    finally:
-        if old is None:
-            os.environ.pop("MINDEYE_CACHE_DIR", None)
-        else:
-            os.environ["MINDEYE_CACHE_DIR"] = old
-    return out
-
-
-@pytest.fixture(scope="module")
 def engine(tiny_stack):
     from mindeye.bundle import Bundle
     from mindeye.engine import Engine

@@ -10,11 +10,9 @@ import pytest
 
 from mindeye.data.errors import DataError
 
-from .test_pipelines import tiny_stack  # noqa: F401,F811  (the tiny bundle fixture)
-
 
 @pytest.fixture(scope="module")
-def engine(tiny_stack, tmp_path_factory):  # noqa: F811
+def engine(tiny_stack, tmp_path_factory):
     """An engine on the tiny bundle whose caches (UMAP, ridge, CSV files) live in a fresh folder."""
     from mindeye.bundle import Bundle
     from mindeye.engine import Engine

@@ -1,0 +1,107 @@
+"""Surviving a classroom: malformed API input gets a clear error and writes nothing outside the run folders;
+a handful of simulated students (bench/load_test.py's driver, small) get zero errors while a training run
+goes on; a training child killed with SIGKILL leaves a loadable checkpoint and shows as failed."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from mindeye.data.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_stack, tmp_path_factory):
+    from mindeye.bundle import Bundle
+    from mindeye.engine import Engine
+    from mindeye.runs import RunManager
+    e = Engine(Bundle.load(tiny_stack), log=lambda *a: None)
+    root = tmp_path_factory.mktemp("runs")
+    e.runs = RunManager(root / "runs", bundle=tiny_stack, data_path=e.bundle.data_path,
+                        env={"OMP_NUM_THREADS": "1", "MINDEYE_CACHE_DIR": root / "cache"})
+    return e
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
+def test_malformed_api_input_gets_a_clear_error_and_the_app_survives(engine, tmp_path):
+    from .conftest import served_app
+    project = engine.runs.root.parent
+    before = set(project.rglob("*"))
+    with served_app(engine) as client:
+        client.predict(0, api_name="/trial")
+        rss0 = _rss_mb()
+        bad = [((-5,), "/trial", "less than minimum value 0"),
+               ((2, 10**9, "final", "image retrieval"), "/retrieve", "maximum"),
+               ((2, 7, 2, 5, 3.5, 0, False), "/reconstruct", "maximum value 1"),
+               ((2, 0.5, 10**6, 5, 3.5, 0, False), "/reconstruct", "maximum"),
+               (("demo", "../../etc", 1, 1, 16, 1e-3, 0.33, False, False, ""), "/train_start", "letters, digits")]
+        for args, api, expected in bad:
+            try:
+                out = client.predict(*args, api_name=api)
+            except Exception as e:
+                assert expected is not None and expected in str(e), (api, args, str(e))
+                assert "Traceback" not in str(e)
+            else:
+                assert expected is None or expected in str(out), (api, args, out)
+        image, caption, table = client.predict(3, api_name="/trial")  # still serving
+        assert image and caption
+        assert _rss_mb() < rss0 * 1.5
+    assert not (project.parent / "etc").exists() and not (engine.runs.root.parent.parent / "etc").exists()
+    created = {p for p in set(project.rglob("*")) - before if engine.runs.root not in p.parents}
+    assert not created, created
+
+
+def test_a_few_students_get_no_errors_while_a_run_trains(engine):
+    from bench.load_test import run_load
+
+    from .conftest import served_app
+    from .test_train import TINY_MODEL
+    i = TINY_MODEL.index("--batch_size")
+    extra = " ".join(TINY_MODEL[:i] + TINY_MODEL[i + 2:] + ["--no-use_image_aug"])
+    with served_app(engine) as client:
+        url = client.src
+        client.predict("demo", "busy", 1, 500, 16, 1e-3, 0.33, False, False, extra, api_name="/train_start")
+        try:
+            res = run_load(url, engine.n_test, students=4, seconds=12, recon_steps=5)
+            status = engine.runs.status("busy")
+        finally:
+            engine.runs.cancel("busy")
+    print(res)
+    assert res["errors"] == 0, res["error_examples"]
+    assert res["endpoints"]["trial"]["requests"] >= 8  # browsing went on beside reconstructions and training
+    assert status.status == "running"
+
+
+def test_a_training_child_killed_mid_run_leaves_a_loadable_checkpoint_and_shows_failed(engine):
+    from mindeye.checkpoints import load_any
+
+    from .test_train import TINY_MODEL
+    runs = engine.runs
+    runs.start("killed", preset=None, flags={"num_epochs": 500, "ckpt_every_s": 0.0},
+               extra=[*TINY_MODEL, "--no-use_image_aug"])
+    try:
+        best = runs.path("killed") / "best.pth"
+        end = time.time() + 120
+        while not best.exists() and time.time() < end:
+            time.sleep(0.5)
+        assert best.exists(), runs.status("killed")
+        time.sleep(1.0)  # last.pth is being rewritten every step now (ckpt_every_s 0): kill it mid-stream
+        os.killpg(runs.status("killed").pid, signal.SIGKILL)
+        end = time.time() + 20
+        while runs.status("killed").status == "running" and time.time() < end:
+            time.sleep(0.2)
+        st = runs.status("killed")
+        assert st.status == "failed", st
+        for name in ("best.pth", "last.pth"):
+            load_any(runs.path("killed") / name)  # atomic writes: never half a file
+    finally:
+        if runs.status("killed").status == "running":
+            runs.cancel("killed")
+    with pytest.raises(DataError):
+        runs.start("killed", preset=None, flags={})  # the folder of a failed run is never overwritten
