@@ -65,7 +65,7 @@ def train_config_from_args(args):
     """TrainConfig from parsed flags; a preset fills in what the command line left at its default."""
     import dataclasses
 
-    from .train import PRESETS, TrainConfig
+    from .train_config import PRESETS, TrainConfig
 
     values = {k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
     if args.preset:
@@ -138,82 +138,88 @@ def add_lowlevel_flags(t: argparse.ArgumentParser) -> None:
 def add_train_flags(t: argparse.ArgumentParser) -> None:
     """The seed's Train_MindEye.py flags (same names, defaults and help), then ours."""
     B = argparse.BooleanOptionalAction
-    t.add_argument("--model_name", type=str, default="testing",
+    t.add_argument("--model_name", type=str,
                    help="name of model, used for ckpt saving and wandb logging (if enabled)")
-    t.add_argument("--data_path", type=str, default=None,
+    t.add_argument("--data_path", type=str,
                    help="Path to where NSD data is stored / where to download it to (default: the bundle's dataset)")
-    t.add_argument("--subj", type=int, default=1, choices=range(1, 9), metavar="1-8", help="subject (any NSD subject 1-8 the converter wrote; SimNSD simulates 1, 2, 5, 7)")
-    t.add_argument("--batch_size", type=int, default=32,
+    t.add_argument("--subj", type=int, choices=range(1, 9), metavar="1-8", help="subject (any NSD subject 1-8 the converter wrote; SimNSD simulates 1, 2, 5, 7)")
+    t.add_argument("--batch_size", type=int,
                    help="Batch size can be increased by 10x if only training v2c and not diffusion prior")
-    t.add_argument("--hidden", action=B, default=True,
+    t.add_argument("--hidden", action=B,
                    help="if True, CLIP embeddings will come from last hidden layer (e.g., 257x768 - Versatile "
                         "Diffusion), rather than final layer")
-    t.add_argument("--clip_variant", type=str, default=None, choices=["RN50", "ViT-L/14", "ViT-B/32", "RN50x64", "SceneCLIP"],
+    t.add_argument("--clip_variant", type=str, choices=["RN50", "ViT-L/14", "ViT-B/32", "RN50x64", "SceneCLIP"],
                    help="OpenAI clip variant (default: ViT-L/14 for NSD; SceneCLIP, the demo's small CLIP, for SimNSD)")
-    t.add_argument("--wandb_log", action=B, default=False, help="whether to log to wandb")
-    t.add_argument("--resume_from_ckpt", action=B, default=False,
+    t.add_argument("--wandb_log", action=B, help="whether to log to wandb")
+    t.add_argument("--resume_from_ckpt", action=B,
                    help="if not using wandb and want to resume from a ckpt")
-    t.add_argument("--wandb_project", type=str, default="stability", help="wandb project name")
-    t.add_argument("--mixup_pct", type=float, default=.33,
+    t.add_argument("--wandb_project", type=str, help="wandb project name")
+    t.add_argument("--mixup_pct", type=float,
                    help="proportion of way through training when to switch from BiMixCo to SoftCLIP")
-    t.add_argument("--norm_embs", action=B, default=True, help="Do l2-norming of CLIP embeddings")
-    t.add_argument("--use_image_aug", action=B, default=True, help="whether to use image augmentation")
-    t.add_argument("--num_epochs", type=int, default=240, help="number of epochs of training")
-    t.add_argument("--prior", action=B, default=True,
+    t.add_argument("--norm_embs", action=B, help="Do l2-norming of CLIP embeddings")
+    t.add_argument("--use_image_aug", action=B, help="whether to use image augmentation")
+    t.add_argument("--num_epochs", type=int, help="number of epochs of training")
+    t.add_argument("--prior", action=B,
                    help="if False, will only use CLIP loss and ignore diffusion prior")
-    t.add_argument("--v2c", action=B, default=True, help="if False, will only use diffusion prior loss")
-    t.add_argument("--plot_umap", action=B, default=False, help="Plot UMAP plots alongside reconstructions")
-    t.add_argument("--lr_scheduler_type", type=str, default="cycle", choices=["cycle", "linear"])
-    t.add_argument("--ckpt_saving", action=B, default=True)
-    t.add_argument("--ckpt_interval", type=int, default=5, help="save backup ckpt and reconstruct every x epochs")
-    t.add_argument("--save_at_end", action=B, default=False,
+    t.add_argument("--v2c", action=B, help="if False, will only use diffusion prior loss")
+    t.add_argument("--plot_umap", action=B, help="Plot UMAP plots alongside reconstructions")
+    t.add_argument("--lr_scheduler_type", type=str, choices=["cycle", "linear"])
+    t.add_argument("--ckpt_saving", action=B)
+    t.add_argument("--ckpt_interval", type=int, help="save backup ckpt and reconstruct every x epochs")
+    t.add_argument("--save_at_end", action=B,
                    help="if True, saves best.ckpt at end of training. if False and ckpt_saving==True, will save "
                         "best.ckpt whenever epoch shows best validation score")
-    t.add_argument("--seed", type=int, default=42)
-    t.add_argument("--max_lr", type=float, default=3e-4)
-    t.add_argument("--n_samples_save", type=int, default=0, choices=[0, 1],
+    t.add_argument("--seed", type=int)
+    t.add_argument("--max_lr", type=float)
+    t.add_argument("--n_samples_save", type=int, choices=[0, 1],
                    help="Number of reconstructions for monitoring progress, 0 will speed up training")
-    t.add_argument("--use_projector", action=B, default=True,
+    t.add_argument("--use_projector", action=B,
                    help="Additional MLP after the main MLP so model can separately learn a way to minimize NCE "
                         "from prior loss (BYOL)")
-    t.add_argument("--vd_cache_dir", type=str, default=None,
+    t.add_argument("--vd_cache_dir", type=str,
                    help="Where is cached Versatile Diffusion model; if not cached will download to this path")
     # ours
-    t.add_argument("--bundle", default=None, help="bundle folder naming dataset and CLIP (default: assets/demo)")
-    t.add_argument("--out", default="train_logs", help="runs folder; the run goes to OUT/MODEL_NAME (default: train_logs)")
-    t.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    t.add_argument("--mixed_precision", default="auto", choices=["auto", "no", "fp16", "bf16"],
+    t.add_argument("--bundle", help="bundle folder naming dataset and CLIP (default: assets/demo)")
+    t.add_argument("--out", help="runs folder; the run goes to OUT/MODEL_NAME (default: train_logs)")
+    t.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    t.add_argument("--mixed_precision", choices=["auto", "no", "fp16", "bf16"],
                    help="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32")
-    t.add_argument("--hidden_dim", type=int, default=4096, help="BrainNetwork width (V1: 4096)")
-    t.add_argument("--n_blocks", type=int, default=4, help="BrainNetwork residual blocks (V1: 4)")
-    t.add_argument("--proj_hidden", type=int, default=2048, help="projector width (V1: 2048)")
-    t.add_argument("--prior_depth", type=int, default=6, help="diffusion prior transformer depth (V1: 6)")
-    t.add_argument("--prior_heads", type=int, default=12, help="diffusion prior heads (V1: 12)")
-    t.add_argument("--prior_dim_head", type=int, default=64, help="diffusion prior head width (V1: 64)")
-    t.add_argument("--prior_mult", type=float, default=None, help="prior loss weight (default: 30 hidden, .03 final)")
-    t.add_argument("--weight_decay", type=float, default=1e-2, help="AdamW weight decay on weight matrices (V1: 1e-2)")
-    t.add_argument("--drop_in", type=float, default=0.5, help="dropout after the BrainNetwork's input layer (V1: 0.5)")
-    t.add_argument("--drop_block", type=float, default=0.15, help="dropout in the BrainNetwork's blocks (V1: 0.15)")
-    t.add_argument("--voxel_noise", type=float, default=0.0,
+    t.add_argument("--hidden_dim", type=int, help="BrainNetwork width (V1: 4096)")
+    t.add_argument("--n_blocks", type=int, help="BrainNetwork residual blocks (V1: 4)")
+    t.add_argument("--proj_hidden", type=int, help="projector width (V1: 2048)")
+    t.add_argument("--prior_depth", type=int, help="diffusion prior transformer depth (V1: 6)")
+    t.add_argument("--prior_heads", type=int, help="diffusion prior heads (V1: 12)")
+    t.add_argument("--prior_dim_head", type=int, help="diffusion prior head width (V1: 64)")
+    t.add_argument("--prior_mult", type=float, help="prior loss weight (default: 30 hidden, .03 final)")
+    t.add_argument("--weight_decay", type=float, help="AdamW weight decay on weight matrices (V1: 1e-2)")
+    t.add_argument("--drop_in", type=float, help="dropout after the BrainNetwork's input layer (V1: 0.5)")
+    t.add_argument("--drop_block", type=float, help="dropout in the BrainNetwork's blocks (V1: 0.15)")
+    t.add_argument("--voxel_noise", type=float,
                    help="SD of Gaussian noise added to the z-scored train betas each step (default: 0, off)")
-    t.add_argument("--train_reps", choices=["single", "subset"], default="single",
+    t.add_argument("--train_reps", choices=["single", "subset"],
                    help="single: one random repetition per image and step (V1); subset: the mean of a random "
                         "non-empty subset of its repetitions")
-    t.add_argument("--freeze_backbone", action=argparse.BooleanOptionalAction, default=False,
+    t.add_argument("--freeze_backbone", action=argparse.BooleanOptionalAction,
                    help="with --init_backbone and --prior: load that run's whole BrainNetwork, keep it fixed and "
                         "train only the diffusion prior (add --no-v2c)")
-    t.add_argument("--init_backbone", default=None,
+    t.add_argument("--init_backbone",
                    help="run folder or .pth of the same subject whose BrainNetwork trunk starts this run "
                         "(e.g. the hidden model's, to train the final model on top of it)")
-    t.add_argument("--init_scope", choices=["trunk", "model"], default="trunk",
+    t.add_argument("--init_scope", choices=["trunk", "model"],
                    help="with --init_backbone: trunk = its BrainNetwork trunk only (lin0, mlp); model = its whole "
                         "BrainNetwork and, when both runs have one, its diffusion prior (fine-tuning)")
-    t.add_argument("--ckpt_every_s", type=float, default=120.0,
+    t.add_argument("--ckpt_every_s", type=float,
                    help="also write last.pth every this many seconds mid-epoch (resumable after a kill)")
-    t.add_argument("--log_every", type=int, default=10, help="write a metrics line every N steps")
-    t.add_argument("--max_steps", type=int, default=None, help="stop after N steps (the schedule still spans num_epochs)")
-    t.add_argument("--preset", choices=["demo"], default=None,
+    t.add_argument("--log_every", type=int, help="write a metrics line every N steps")
+    t.add_argument("--max_steps", type=int, help="stop after N steps (the schedule still spans num_epochs)")
+    from .train_config import PRESETS
+    t.add_argument("--preset", choices=sorted(PRESETS),
                    help="demo: a small final-layer model that learns SimNSD subject 1 within minutes on a laptop CPU")
+    # every default comes from TrainConfig (written once there); a preset fills what the command line leaves
+    import dataclasses
+
+    from .train_config import TrainConfig
+    t.set_defaults(**{f.name: f.default for f in dataclasses.fields(TrainConfig)})
 
 
 def build_parser() -> argparse.ArgumentParser:

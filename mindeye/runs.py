@@ -265,7 +265,7 @@ class RunManager:
         defaults), e.g. to fill a form."""
         import dataclasses
 
-        from .train import PRESETS, TrainConfig
+        from .train_config import PRESETS, TrainConfig
         values = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
         if preset:
             if preset not in PRESETS:
@@ -282,7 +282,7 @@ class RunManager:
         flags as on the command line (``"--hidden_dim 32 --no-use_image_aug"``), none of those the form or
         the manager set. Flags are checked by the CLI's own parser before anything starts. Refused when a run
         of that name is running, or its folder already holds a run (its checkpoints would be overwritten)."""
-        from .train import PRESETS
+        from .train_config import PRESETS
         check_name(name)
         if preset and preset not in PRESETS:
             raise DataError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)} or none")

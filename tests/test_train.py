@@ -165,3 +165,17 @@ def test_demo_preset_fills_defaults_but_not_explicit_flags():
     assert cfg.hidden is False and cfg.prior is False and cfg.hidden_dim == 512 and cfg.log_every == 5
     plain = train_config_from_args(build_parser().parse_args(["train"]))
     assert plain.num_epochs == 240 and plain.hidden and plain.prior and plain.max_lr == 3e-4  # V1 defaults
+
+
+def test_train_flag_defaults_are_written_once_in_train_config():
+    """The CLI's defaults are TrainConfig's (no second copy to drift), and --help does not import torch."""
+    import dataclasses
+    import subprocess
+    import sys
+
+    from mindeye.cli import build_parser
+    from mindeye.train_config import TrainConfig
+    parsed = vars(build_parser().parse_args(["train"]))
+    assert {f.name: parsed[f.name] for f in dataclasses.fields(TrainConfig)} == dataclasses.asdict(TrainConfig())
+    code = "import sys; from mindeye.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
