@@ -291,7 +291,14 @@ class Engine:
             raise DataError("true-token reconstructions need the images: use reconstruct(..., source='true')")
         with self._lock:
             if source not in self._pipelines:
-                hidden = PriorHidden(self.model(Model.HIDDEN)) if source == Source.MINDEYE else RidgeHidden(self.ridge())
+                if source == Source.MINDEYE:
+                    # the prior's sampling settings chosen on val for this model (bench/prior_sampling.py writes
+                    # them into its .json), else V1's: the full 100-step chain without guidance
+                    m = self.model(Model.HIDDEN)
+                    chosen = getattr(m, "meta", {}).get("prior_sampling", {})
+                    hidden = PriorHidden(m, steps=chosen.get("steps"), guidance_scale=chosen.get("guidance_scale", 1.0))
+                else:
+                    hidden = RidgeHidden(self.ridge())
                 self._pipelines[source] = ReconstructionPipeline(hidden, self.model(Model.DECODER), self.model(Model.CLIP),
                                                                  self._lowlevel())
             return self._pipelines[source]
