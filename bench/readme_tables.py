@@ -112,7 +112,22 @@ def render_retrieval_latency(res: dict) -> str:
     return "\n".join(lines)
 
 
-RENDERERS = {"retrieval_latency": render_retrieval_latency, "mindeye_table": render_mindeye_table, "simnsd_oracle": render_simnsd_oracle,
+def render_prior_sampling(res: dict) -> str:
+    n = res["n_val"]
+    lines = [f"| DDPM steps | guidance | val token cosine | val {n}-way top-1 | s for {n} images |", "|---|---|---|---|---|"]
+    ch = res["chosen"]
+    for r in res["rows"]:
+        mark = " (chosen)" if (r["steps"], r["guidance_scale"]) == (ch["steps"], ch["guidance_scale"]) else \
+            (" (V1)" if (r["steps"], r["guidance_scale"]) == (100, 1.0) else "")
+        lines.append(f"| {r['steps']}{mark} | {r['guidance_scale']:g} | {r['val_token_cosine']:.3f} "
+                     f"| {100 * r[f'val_{n}way_top1']:.0f}% | {r['seconds']:.0f} |")
+    m = res["machine"]
+    lines += ["", f"The shipped hidden model ({res['model']}), the first {n} val images, seed {res['seed']}; chance "
+                  f"{100 / n:.0f}%. Measured on {m['cores']} cores ({m['cpu']}) by `bench/prior_sampling.py`."]
+    return "\n".join(lines)
+
+
+RENDERERS = {"prior_sampling": render_prior_sampling, "retrieval_latency": render_retrieval_latency, "mindeye_table": render_mindeye_table, "simnsd_oracle": render_simnsd_oracle,
              "demo_preset": render_demo_preset, "recon_table": render_recon_table}
 
 
