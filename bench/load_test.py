@@ -94,11 +94,12 @@ def main():
             Client(url, verbose=False).predict("demo", name, engine.bundle.subject, 20, 64, 1e-3, 0.33, False, False,
                                                "", api_name="/train_start")
         res = run_load(url, engine.n_test, args.students, args.seconds)
+        train_status = engine.runs.status(name).status if name else None
     finally:
-        if name:
+        if name and engine.runs.status(name).status == "running":
             engine.runs.cancel(name)
         demo.close()
-    res.update(bench="load_test", training_run_alongside=bool(name),
+    res.update(bench="load_test", training_run_alongside=bool(name), training_status_at_end=train_status,
                peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), machine=machine_info())
     path = ROOT / "bench" / "results" / "load_test.json"
     path.write_text(json.dumps(res, indent=1))
