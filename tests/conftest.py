@@ -1,6 +1,7 @@
 """Shared fixtures: no network, a tiny SimNSD subject made once per session."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -49,6 +50,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def cache_dir(path):
+    """Point the project's caches (MINDEYE_CACHE_DIR) at ``path`` for the block, then restore the old value."""
+    old = os.environ.get("MINDEYE_CACHE_DIR")
+    os.environ["MINDEYE_CACHE_DIR"] = str(path)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("MINDEYE_CACHE_DIR", None)
+        else:
+            os.environ["MINDEYE_CACHE_DIR"] = old
+
+
 class served_app:
     """``with served_app(engine) as client:`` the real app on a free loopback port, and a gradio_client on it."""
 
@@ -72,22 +87,14 @@ class served_app:
 def tiny_stack(tiny_sim, tmp_path_factory):
     """A whole tiny bundle (SceneCLIP, VAE, judge, decoder, MindEye hidden + prior, final, low-level), built once
     per test session by `build-demo --tiny` over the tiny SimNSD subject."""
-    import os
     from mindeye.cli import main
     root = tmp_path_factory.mktemp("stack")
     out, work = root / "demo", root / "work"
-    old = os.environ.get("MINDEYE_CACHE_DIR")
-    os.environ["MINDEYE_CACHE_DIR"] = str(root / "cache")
-    try:
+    with cache_dir(root / "cache"):
         build = ["build-demo", "--tiny", "--out", str(out), "--work", str(work), "--workers", "0", "--stages"]
         assert main([*build, "clip,vae,judge,decoder"]) == 0
         manifest = json.loads((out / "bundle.json").read_text())
         manifest["dataset"] = {"kind": "simnsd", "path": str(tiny_sim[0]), "subject": 1, "seed": 0}
         (out / "bundle.json").write_text(json.dumps(manifest))
         assert main([*build, "mindeye"]) == 0
-    finally:
-        if old is None:
-            os.environ.pop("MINDEYE_CACHE_DIR", None)
-        else:
-            os.environ["MINDEYE_CACHE_DIR"] = old
     return out

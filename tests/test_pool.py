@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from mindeye.data.errors import DataError
 from mindeye.pipelines import pool as P
 
-from .conftest import free_port
+from .conftest import cache_dir, free_port
 
 
 def _make_clip(folder: Path, seed: int) -> Path:
@@ -66,7 +66,6 @@ def scene_pool(clip, tmp_path_factory):
 def bundle(tiny_sim, clips, tmp_path_factory):
     """A bundle over the tiny SimNSD subject: the demo SceneCLIP + MindEye hidden (with prior) and final models
     trained a few steps against it."""
-    import os
 
     from mindeye.cli import main
     root = tmp_path_factory.mktemp("bundle")
@@ -75,16 +74,9 @@ def bundle(tiny_sim, clips, tmp_path_factory):
     (out / "bundle.json").write_text(json.dumps({
         "name": "pool test", "dataset": {"kind": "simnsd", "path": str(tiny_sim[0]), "subject": 1, "seed": 0},
         "models": {"clip": str(clips[0])}}))
-    old = os.environ.get("MINDEYE_CACHE_DIR")
-    os.environ["MINDEYE_CACHE_DIR"] = str(root / "cache")
-    try:
+    with cache_dir(root / "cache"):
         assert main(["build-demo", "--tiny", "--out", str(out), "--work", str(root / "work"), "--workers", "0",
                      "--stages", "mindeye", "--mindeye_parts", "hidden,final"]) == 0
-    finally:
-        if old is None:
-            os.environ.pop("MINDEYE_CACHE_DIR", None)
-        else:
-            os.environ["MINDEYE_CACHE_DIR"] = old
     return out
 
 
