@@ -447,7 +447,7 @@ class Engine:
                     colours["none"] = "lightgrey"
                 else:
                     groups_order = [*names, "none"]
-                    colours = {g: c for g, c in zip(groups_order, _palette(len(groups_order)))}
+                    colours = dict(zip(groups_order, viz.palette(len(groups_order))))
         captions = self.data.captions(self.test_ids)
         hover = [f"image {int(i)} · “{c}”" for i, c in zip(self.test_ids, captions)]
         return viz.embedding_map_figure(img_xy, brain_xy, groups, hover, colours=colours, highlight=highlight,
@@ -549,12 +549,6 @@ class Engine:
 UMAP_COLOUR_BY = ("shape of the largest object", "colour of the largest object", "background", "number of objects")
 EVAL_NAMES = {Source.MINDEYE: "MindEye", Source.RIDGE: "ridge", Source.TRUE: "true tokens (ceiling)"}
 EVAL_LOWLEVEL = "low-level model alone"
-
-
-def _palette(n: int) -> list[str]:
-    from plotly.colors import qualitative
-    base = qualitative.Plotly + qualitative.Set2
-    return [base[i % len(base)] for i in range(n)]
 
 
 @dataclass

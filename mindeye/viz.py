@@ -108,6 +108,13 @@ def stimulus_grid(images: np.ndarray, captions: list[str], cols: int = 4, title:
     return fig
 
 
+def palette(n: int) -> list[str]:
+    """``n`` distinct categorical colours (plotly's qualitative sets, repeating past their length)."""
+    from plotly.colors import qualitative
+    base = qualitative.Plotly + qualitative.Set2
+    return [base[i % len(base)] for i in range(n)]
+
+
 def embedding_map_figure(image_xy: np.ndarray, brain_xy: np.ndarray, groups: list[str], hover: list[str],
                          colours: dict[str, str] | None = None, highlight: int | None = None, title: str = "",
                          uirevision: str = "embedding-map"):
@@ -116,12 +123,11 @@ def embedding_map_figure(image_xy: np.ndarray, brain_xy: np.ndarray, groups: lis
     order = first appearance unless ``colours`` gives an order), hover text ``hover`` (one per trial).
     ``highlight`` (a trial) is drawn large. ``uirevision`` keeps zoom and pan across redraws."""
     import plotly.graph_objects as go
-    from plotly.colors import qualitative
 
     n = len(image_xy)
     order = list(colours) if colours else list(dict.fromkeys(groups))
     order = [g for g in order if g in set(groups)]
-    palette = colours or {g: qualitative.Plotly[i % len(qualitative.Plotly)] for i, g in enumerate(order)}
+    group_colours = colours or dict(zip(order, palette(len(order))))
     seg = np.full((n, 3, 2), np.nan, np.float32)
     seg[:, 0], seg[:, 1] = image_xy, brain_xy
     seg = seg.reshape(-1, 2)
@@ -136,7 +142,7 @@ def embedding_map_figure(image_xy: np.ndarray, brain_xy: np.ndarray, groups: lis
                                          (brain_xy, "x", "brain prediction", False)):
             fig.add_trace(go.Scatter(
                 x=xy[idx, 0], y=xy[idx, 1], mode="markers", name=str(g), legendgroup=str(g), showlegend=legend,
-                marker=dict(symbol=symbol, size=7 if symbol == "circle" else 6, color=palette[g],
+                marker=dict(symbol=symbol, size=7 if symbol == "circle" else 6, color=group_colours[g],
                             line=dict(width=0.5, color="rgba(60,60,60,0.8)")),
                 customdata=idx, text=hover_a[idx],
                 hovertemplate=f"<b>trial %{{customdata}}</b> ({what})<br>%{{text}}<extra>{g}</extra>"))
@@ -147,7 +153,7 @@ def embedding_map_figure(image_xy: np.ndarray, brain_xy: np.ndarray, groups: lis
         h = int(highlight)
         fig.add_trace(go.Scatter(x=[image_xy[h, 0], brain_xy[h, 0]], y=[image_xy[h, 1], brain_xy[h, 1]],
                                  mode="lines+markers", name=f"trial {h}", line=dict(width=2, color="black"),
-                                 marker=dict(symbol=["circle", "x"], size=14, color=palette[groups[h]],
+                                 marker=dict(symbol=["circle", "x"], size=14, color=group_colours[groups[h]],
                                              line=dict(width=2, color="black")),
                                  customdata=[h, h], text=[hover[h], hover[h]],
                                  hovertemplate="<b>trial %{customdata}</b><br>%{text}<extra>selected</extra>"))
