@@ -23,30 +23,49 @@ def build_app(engine):
     import gradio as gr
 
     from components import evaluate, reconstruct, retrieve, train, trials, umap
+    models = set(engine.bundle.models)
+    can_reconstruct = {"mindeye_hidden", "decoder", "clip"} <= models
     with gr.Blocks(title="MindEye Explorer") as demo:
         gr.Markdown("# MindEye Explorer\nDecoding images from fMRI, after MindEye (Scotti et al., 2023).")
         gr.Markdown(engine.describe())
-        with gr.Tab("Trials"):
-            show_trial, show_map, map_inputs, trial_outputs, brain = trials.build(engine)
-        models = engine.bundle.models
-        recon_index = None
-        if {"mindeye_hidden", "decoder", "clip"} <= set(models):
-            with gr.Tab("Reconstruct"):
-                recon_index = reconstruct.build(engine)
-        if {"mindeye_final", "clip"} <= set(models):
-            with gr.Tab("Retrieve"):
-                retrieve.build(engine)
-        if "clip" in models and ({"mindeye_final", "mindeye_hidden"} & set(models)):
-            with gr.Tab("UMAP"):
-                umap.build(engine)
-        with gr.Tab("Train"):
-            train.build(engine)
-        if {"mindeye_hidden", "decoder", "clip"} <= set(models):
-            with gr.Tab("Evaluate"):
-                evaluate.build(engine, recon_index)
-        demo.load(show_trial, map_inputs[0], trial_outputs, api_name=False)
-        demo.load(show_map, map_inputs, brain, api_name=False)
+        with gr.Tabs() as tabs:
+            with gr.Tab("Trials", id="trials"):
+                index, show_trial, show_map, map_inputs, trial_outputs, brain = trials.build(engine)
+            recon_index = None
+            if can_reconstruct:
+                with gr.Tab("Reconstruct", id="reconstruct"):
+                    recon_index = reconstruct.build(engine)
+            if {"mindeye_final", "clip"} <= models:
+                with gr.Tab("Retrieve", id="retrieve"):
+                    retrieve.build(engine)
+            if "clip" in models and ({"mindeye_final", "mindeye_hidden"} & models):
+                with gr.Tab("UMAP", id="umap"):
+                    umap.build(engine)
+            with gr.Tab("Train", id="train"):
+                train.build(engine)
+            if can_reconstruct:
+                with gr.Tab("Evaluate", id="evaluate"):
+                    evaluate.build(engine, recon_index)
+        tab_ids = [t.id for t in tabs.children if isinstance(t, gr.Tab)]
+        for t in tabs.children:  # keep the open tab in the page's address (?tab=...)
+            if isinstance(t, gr.Tab):
+                t.select(None, None, None, api_name=False, js=TAB_URL_JS % t.id)
+
+        def from_url(search: str):
+            """Open the trial and tab the address names (?trial=12&tab=reconstruct); anything else is ignored."""
+            from urllib.parse import parse_qs
+            q = {k: v[-1] for k, v in parse_qs(str(search or "").lstrip("?")).items()}
+            tab = q.get("tab") if q.get("tab") in tab_ids else "trials"
+            return trials.clamp_trial(engine, q.get("trial", 0)), gr.Tabs(selected=tab)
+
+        address = gr.Textbox(visible=False)
+        demo.load(from_url, address, [index, tabs], api_name=False, js="() => window.location.search").then(
+            show_trial, index, trial_outputs, api_name=False).then(show_map, map_inputs, brain, api_name=False)
+        demo.load(None, None, None, js=trials.KEYS_JS, api_name=False)
     return demo
+
+
+TAB_URL_JS = "() => { const u = new URL(window.location); u.searchParams.set('tab', '%s'); history.replaceState(null, '', u); }"
 
 
 def port_problem(host: str, port: int) -> str | None:

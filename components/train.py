@@ -3,14 +3,14 @@ a finished one in the other tabs. Runs live on disk (``engine.runs``), so a relo
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import gradio as gr
-import plotly
 import plotly.graph_objects as go
 
 from mindeye.data.errors import DataError
 from mindeye.engine import Engine
+
+from . import PLOTLY_HEAD, PLOTLY_JS, serve_file
 
 HELP = ("**What am I looking at?** Here you train your own MindEye: a network learns to turn a brain response "
         "into CLIP's description of the image the subject saw. The *loss* should fall as it learns; *retrieval* "
@@ -23,8 +23,6 @@ REFRESH_S = 1.5
 SCROLL_LOG = """() => { const t = document.querySelector('#train-log textarea');
   if (t && t.dataset.len !== String(t.value.length)) { t.dataset.len = t.value.length; t.scrollTop = t.scrollHeight; } }"""
 TABLE_HEADERS = ["run", "status", "epochs", "best val top-1", "started"]
-# the plotly.js that ships with the plotly package, served by this app (no CDN: the app never needs the network)
-PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 # draw the figure JSON held in the component's value into the same div with Plotly.react on every change: with
 # the figure's uirevision unchanged, the user's zoom and hidden traces survive the refresh. (gr.Plot remounts its
 # chart on every new value, which resets them.) The page's window.Plotly is kept once found: gradio's own
@@ -108,9 +106,9 @@ def readable(line: str) -> str:
 
 def live_plot(height: int = 260) -> gr.HTML:
     """A plotly chart whose value is a figure as JSON (``fig.to_json()``), redrawn in place (keeps the zoom)."""
-    gr.set_static_paths([PLOTLY_JS])  # only this one file becomes servable
+    serve_file(PLOTLY_JS)
     return gr.HTML(None, html_template=f"<div class='live-plot' style='height:{height}px'></div>",
-                   js_on_load=LIVE_PLOT_JS, head=f'<script src="gradio_api/file={PLOTLY_JS}"></script>',
+                   js_on_load=LIVE_PLOT_JS, head=PLOTLY_HEAD,
                    padding=False, container=True, min_height=height)
 
 

@@ -34,7 +34,8 @@ def build_from_config(cfg: dict, data: dict):
         return v2c
     return DiffusionPrior(PriorConfig(dim=dim, depth=cfg["prior_depth"], heads=cfg["prior_heads"],
                                       dim_head=cfg["prior_dim_head"], num_tokens=tokens,
-                                      rotary_dim=min(32, cfg["prior_dim_head"])), voxel2clip=v2c)
+                                      rotary_dim=min(32, cfg["prior_dim_head"]),
+                                      brain_pos_emb=cfg.get("prior_brain_pos", False)), voxel2clip=v2c)
 
 
 def export_run(run_dir: Path, stem: Path, which: str = "best.pth", dtype=torch.float16) -> dict:

@@ -191,6 +191,11 @@ def add_train_flags(t: argparse.ArgumentParser) -> None:
     t.add_argument("--prior_heads", type=int, help="diffusion prior heads (V1: 12)")
     t.add_argument("--prior_dim_head", type=int, help="diffusion prior head width (V1: 64)")
     t.add_argument("--prior_mult", type=float, help="prior loss weight (default: 30 hidden, .03 final)")
+    t.add_argument("--prior_brain_pos", action=argparse.BooleanOptionalAction,
+                   help="add the prior's positional embedding to the brain tokens too (default: off, as in V1)")
+    t.add_argument("--align_mult", type=float,
+                   help="weight of the per-token squared distance between the backbone's tokens and the target "
+                        "tokens (default: 0, as in V1)")
     t.add_argument("--weight_decay", type=float, help="AdamW weight decay on weight matrices (V1: 1e-2)")
     t.add_argument("--drop_in", type=float, help="dropout after the BrainNetwork's input layer (V1: 0.5)")
     t.add_argument("--drop_block", type=float, help="dropout in the BrainNetwork's blocks (V1: 0.15)")

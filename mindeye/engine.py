@@ -13,7 +13,7 @@ from .bundle import Bundle
 from .data import canonical
 from .data.cortex import AREAS
 from .data.errors import DataError
-from .viz import VIEWS  # noqa: F401  (the surface views the UI offers)
+from .surface import VIEWS  # noqa: F401  (the surface views the UI offers)
 
 RESPONSES = ("average of 3 repetitions", "repetition 1", "repetition 2", "repetition 3")
 MAPS = ("response", "noise-free response (simulator)", "true polar angle", "true eccentricity", "visual areas", "noise ceiling (ncsnr)")
@@ -73,6 +73,7 @@ class Engine:
         self.device = _device()
         self._models: dict = {}
         self._pipelines: dict = {}
+        self._captions_lower: list[str] | None = None
         self._lock = threading.RLock()
         self._ridge_lock = threading.Lock()
 
@@ -98,6 +99,25 @@ class Engine:
         return TestTrial(int(index), image_id, self.data.images([image_id])[0], self.data.captions([image_id])[0],
                          {k: v[0] for k, v in self.data.labels([image_id]).items()})
 
+    def find_trials(self, query: str = "", limit: int = 48) -> list[int]:
+        """Test trials whose caption contains every word of ``query`` (case-insensitive), first ``limit``."""
+        words = [w for w in str(query or "").lower().split() if w]
+        caps = self._test_captions()
+        hits = [i for i, c in enumerate(caps) if all(w in c for w in words)]
+        return hits[: max(0, int(limit))]
+
+    def _test_captions(self) -> list[str]:
+        if self._captions_lower is None:  # small; read once
+            self._captions_lower = [c.lower() for c in self.data.captions(self.test_ids)]
+        return self._captions_lower
+
+    def thumbnails(self, indices, size: int = 96) -> list[np.ndarray]:
+        """Test images of ``indices`` as ``size``-pixel thumbnails (uint8)."""
+        from PIL import Image
+        imgs = self.data.images([int(self.test_ids[int(i)]) for i in indices]) if len(indices) else []
+        return [im if im.shape[0] <= size else np.asarray(Image.fromarray(im).resize((size, size), Image.BILINEAR))
+                for im in imgs]
+
     def response(self, index: int, which: str = RESPONSES[0]) -> np.ndarray:
         """Betas [V] of one test image: the 3-repetition average or a single repetition."""
         if which == RESPONSES[0]:
@@ -109,47 +129,68 @@ class Engine:
             raise DataError(f"test image {self.test_ids[int(index)]} was not seen 3 times")
         return self._reps[row, RESPONSES.index(which) - 1]
 
-    def brain_map(self, index: int, which_map: str = MAPS[0], response: str = RESPONSES[0], view: str = "posterior"):
-        """Plotly figure of a per-voxel map on the inflated fsaverage5 surface."""
-        from . import viz
-
+    def surface_geometry_file(self) -> Path:
+        """The dataset's surface geometry for the browser (``surface.geometry_file``), written once to the cache."""
+        from . import surface
+        from .train import cache_root
         if not self.has_surface:
             raise DataError("this dataset has no voxel -> fsaverage5 mapping, so there is no surface to draw on "
                             "(convert with --vertex_map FILE.npz to add one)")
-        if view not in VIEWS:
-            raise DataError(f"unknown view {view!r}; expected one of {list(VIEWS)}")
-        g, gt = self.data.geometry, self.ground_truth
-        if which_map == "response":
-            vals = self.response(index, response)
-            return viz.surface_figure(vals, g.hemi, g.vertex, view=view, vmax=3.0, colorbar_title="beta (z)")
-        if which_map != "noise ceiling (ncsnr)" and not gt:
+        g = self.data.geometry
+        return surface.geometry_file(g.hemi, g.vertex, cache_root() / "app")
+
+    def brain_view(self, index: int, which_map: str = MAPS[0], response: str = RESPONSES[0],
+                   view: str = "posterior") -> dict:
+        """One Trials update (``surface.map_panels``): for the response map, the 3-repetition average and each
+        repetition side by side (the one named by ``response`` on the 3-D surface); for the simulator's maps,
+        that one map. Values only: the mesh is ``surface_geometry_file``, fetched once by the browser."""
+        from .surface import VIEWS as SURFACE_VIEWS, map_panels, panel
+        if view not in SURFACE_VIEWS:
+            raise DataError(f"unknown view {view!r}; expected one of {list(SURFACE_VIEWS)}")
+        if which_map not in MAPS:
+            raise DataError(f"unknown map {which_map!r}; expected one of {MAPS}")
+        if response not in RESPONSES:
+            raise DataError(f"unknown response {response!r}; expected one of {RESPONSES}")
+        self.test_trial(index)  # range check with a clear message
+        gt = self.ground_truth
+        if which_map not in ("response", "noise ceiling (ncsnr)") and not gt:
             raise DataError(f"{which_map!r} is simulator ground truth; real NSD has none")
+        note = ""
+        if which_map == "response":
+            reps = [r for r in RESPONSES[1:] if int(self.test_ids[int(index)]) in self._rep_row]
+            short = {RESPONSES[0]: "average of 3"}
+            panels = [panel(self.response(index, r), short.get(r, r), unit="z", vmax=3.0) for r in (RESPONSES[0], *reps)]
+            note = ("beta: the voxel's response to this image, z-scored per session (0 = its average response; "
+                    "red above, blue below)")
+            return map_panels(panels, [RESPONSES[0], *reps].index(response) if response in [RESPONSES[0], *reps] else 0,
+                              view, note)
         if which_map == "noise-free response (simulator)":
             row = np.flatnonzero(gt["test_image_id"] == self.test_ids[int(index)])
             if not len(row):
                 raise DataError(f"no stored noise-free response for test image {self.test_ids[int(index)]}")
-            return viz.surface_figure(gt["test_noise_free"][row[0]], g.hemi, g.vertex, view=view, vmax=3.0,
-                                      colorbar_title="signal (SD)")
-        if which_map == "true polar angle":
-            return viz.surface_figure(gt["polar_angle"], g.hemi, g.vertex, view=view, cmap="hsv", vmax=180,
-                                      colorbar_title="deg")
-        if which_map == "true eccentricity":
-            return viz.surface_figure(gt["eccentricity"], g.hemi, g.vertex, view=view, cmap="viridis",
-                                      symmetric=False, vmax=float(gt["eccentricity"].max()), colorbar_title="ecc")
-        if which_map == "visual areas":
-            return viz.surface_figure(gt["area"].astype(np.float32) + 1, g.hemi, g.vertex, view=view, cmap="tab10",
-                                      symmetric=False, vmax=10, colorbar_title=" ".join(f"{i + 1}={a}" for i, a in enumerate(AREAS)))
-        if which_map == "noise ceiling (ncsnr)":
-            nc = gt.get("ncsnr_measured")
+            p = panel(gt["test_noise_free"][row[0]], "noise-free response", unit="SD", vmax=3.0)
+            note = "what the simulated cortex would answer without measurement noise (SD units)"
+        elif which_map == "true polar angle":
+            p = panel(gt["polar_angle"], "polar angle", kind="cyclic", unit="°", vmin=-180, vmax=180, decimals=0)
+            note = ("polar angle of each voxel's receptive field: 0° = right horizontal meridian, 90° = upper "
+                    "vertical, ±180° = left horizontal, -90° = lower vertical")
+        elif which_map == "true eccentricity":
+            p = panel(gt["eccentricity"], "eccentricity", kind="sequential", unit="image half-widths", vmin=0.0,
+                      vmax=float(gt["eccentricity"].max()))
+            note = "distance of each voxel's receptive field from the centre of gaze, in image half-widths"
+        elif which_map == "visual areas":
+            p = panel(gt["area"], "visual area", categories=list(AREAS))
+            note = "the simulated visual areas: V1-V3 map the image retinotopically; VO, LO and IPS see coarser features"
+        else:  # noise ceiling
+            nc = gt.get("ncsnr_measured") if gt else None
             if nc is None:
                 reps, _ = self.data.repetitions("test", 3)
                 from .data.simnsd import noise_ceiling
-
                 nc = noise_ceiling(reps)["ncsnr"]
-            return viz.surface_figure(nc, g.hemi, g.vertex, view=view, cmap="inferno", symmetric=False,
-                                      vmax=float(np.percentile(nc, 99)), colorbar_title="ncsnr")
-        raise DataError(f"unknown map {which_map!r}; expected one of {MAPS}")
-
+            p = panel(nc, "noise ceiling (ncsnr)", kind="ceiling", unit="", vmin=0.0,
+                      vmax=float(np.percentile(nc, 99)))
+            note = "ncsnr: how far each voxel's signal stands above its trial-to-trial noise (NSD's nsdgeneral: ~0.3)"
+        return map_panels([p], 0, view, note)
 
     # ----------------------------------------------------------------------------------------- models
     def model_path(self, key: Model) -> Path:

@@ -383,6 +383,8 @@ class Run:
             if loss_prior is None:
                 loss_prior = torch.zeros((), device=vox.device)
             loss = loss_nce + self.prior_mult * loss_prior
+            if cfg.align_mult > 0 and len(backbone[unmixed]):  # a mixed voxel pattern has no image to line up with
+                loss = loss + cfg.align_mult * (backbone[unmixed] - target[unmixed]).float().pow(2).sum(-1).mean()
         self.opt.zero_grad(set_to_none=True)
         self.acc.backward(loss)
         self.opt.step()

@@ -45,6 +45,10 @@ class TrainConfig:
     prior_heads: int = 12
     prior_dim_head: int = 64
     prior_mult: float | None = None  # V1: 30 (hidden) / 0.03 (final)
+    prior_brain_pos: bool = False  # add the prior's positional embedding (learned_query) to the brain tokens too,
+    # so image token i finds brain token i by position (V1: only the noisy image tokens get it)
+    align_mult: float = 0.0  # weight of the mean per-token squared distance between the BrainNetwork's backbone
+    # tokens and the target tokens (V1: 0). Lines backbone token i up with image token i for the prior to refine
     ckpt_every_s: float = 120.0
     log_every: int = 10
     val_n_way: int = 300

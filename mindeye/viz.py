@@ -1,4 +1,4 @@
-"""Pictures of data: brain maps on fsaverage5 (interactive plotly through nilearn, static matplotlib) and
+"""Pictures of data: static brain maps on fsaverage5 (matplotlib through nilearn), the UMAP scatter and
 stimulus grids. No UI toolkit here; the app and bench scripts both call these."""
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from .data.cortex import to_surface
 
 
 @lru_cache(maxsize=None)
-def _fsaverage5():
+def fsaverage5():
+    """nilearn's bundled fsaverage5 meshes (pial, inflated, flat, ...) and inflated sulcal depth (offline)."""
     from nilearn import datasets
 
     mesh = datasets.load_fsaverage("fsaverage5")  # bundled with nilearn: offline
@@ -22,48 +23,8 @@ def surface_image(values: np.ndarray, hemi: np.ndarray, vertex: np.ndarray, mesh
     """Per-voxel values [V] -> nilearn SurfaceImage on fsaverage5 (vertices outside the ROI are NaN)."""
     from nilearn.surface import SurfaceImage
 
-    mesh, _ = _fsaverage5()
+    mesh, _ = fsaverage5()
     return SurfaceImage(mesh=mesh[mesh_type], data=to_surface(values, hemi, vertex))
-
-
-VIEWS = ("posterior", "left medial", "right medial", "left lateral", "right lateral", "ventral", "dorsal")
-
-
-def split_view(view: str) -> tuple[str, str]:
-    """'left medial' -> ('left', 'medial'); 'posterior' -> ('both', 'posterior'). nilearn draws medial and
-    lateral views of one hemisphere only (V1 sits on the medial surface), the others of both."""
-    parts = view.split()
-    if len(parts) == 2 and parts[0] in ("left", "right") and parts[1] in ("medial", "lateral"):
-        return parts[0], parts[1]
-    if view in ("posterior", "anterior", "ventral", "dorsal"):
-        return "both", view
-    raise ValueError(f"unknown view {view!r}; expected one of {list(VIEWS)}")
-
-
-def surface_figure(values: np.ndarray, hemi: np.ndarray, vertex: np.ndarray, title: str = "",
-                   view: str = "posterior", cmap: str = "cold_hot", vmax: float | None = None,
-                   symmetric: bool = True, threshold: float | None = None, colorbar_title: str = ""):
-    """Interactive plotly figure of per-voxel values on the inflated fsaverage5 surface (both hemispheres, or
-    one for 'left medial' and the like)."""
-    from nilearn import plotting
-
-    which, view = split_view(view)
-
-    _, sulc = _fsaverage5()
-    finite = values[np.isfinite(values)]
-    if vmax is None:
-        vmax = float(np.percentile(np.abs(finite), 98)) if len(finite) else 1.0
-    fig = plotting.plot_surf(surf_map=surface_image(values, hemi, vertex), bg_map=sulc, hemi=which, view=view,
-                             engine="plotly", cmap=cmap, symmetric_cmap=symmetric, vmax=vmax,
-                             vmin=-vmax if symmetric else float(finite.min()) if len(finite) else 0.0,
-                             threshold=threshold, colorbar=True, title=title).figure
-    fig.update_layout(height=480, margin=dict(l=0, r=0, t=40 if title else 0, b=0),
-                      paper_bgcolor="white")
-    if colorbar_title:
-        for tr in fig.data:
-            if getattr(tr, "colorbar", None) is not None:
-                tr.colorbar.title = colorbar_title
-    return fig
 
 
 def retinotopy_figure(gt: dict[str, np.ndarray], hemi: np.ndarray, vertex: np.ndarray, title: str = ""):
@@ -71,7 +32,7 @@ def retinotopy_figure(gt: dict[str, np.ndarray], hemi: np.ndarray, vertex: np.nd
     import matplotlib.pyplot as plt
     from nilearn import plotting
 
-    mesh, sulc = _fsaverage5()
+    mesh, sulc = fsaverage5()
     early = gt["area"] <= 2  # V1-V3; higher areas have coarse, non-retinotopic receptive fields
     pa, ecc = np.where(early, gt["polar_angle"], np.nan), np.where(early, gt["eccentricity"], np.nan)
     rows = [("polar angle (deg)", pa, "hsv", -180, 180),

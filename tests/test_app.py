@@ -23,20 +23,67 @@ def test_engine_trials_and_maps(engine):
     r1 = engine.response(3, "repetition 1")
     assert not np.allclose(r1, engine.response(3))
     for m in MAPS:
-        fig = engine.brain_map(3, m)
-        assert [type(d).__name__ for d in fig.data] == ["Mesh3d", "Mesh3d"], m
+        view = engine.brain_view(3, m)
+        assert all(len(p["values"]) == 3145 for p in view["panels"]), m
+        assert view["note"], m  # every map says what it shows
     with pytest.raises(DataError, match="test trial 60 out of range: this subject has 60 test images"):
         engine.test_trial(60)
 
 
-def test_every_surface_view_draws(engine):
-    """nilearn draws medial / lateral views of one hemisphere only: those views name their hemisphere."""
-    from mindeye.engine import VIEWS
-    for view in VIEWS:
-        fig = engine.brain_map(3, "response", view=view)
-        assert any(type(d).__name__ == "Mesh3d" for d in fig.data), view
+def test_response_view_shows_the_average_and_each_repetition_and_sends_values_only(engine):
+    """A trial update carries one value per voxel per panel (the average and the three repetitions), not the
+    mesh: it stays far under 300 KB, and the panel on the 3-D surface is the chosen response."""
+    import json
+
+    from mindeye.engine import RESPONSES
+    v = engine.brain_view(3, "response", "repetition 2")
+    assert [p["title"] for p in v["panels"]] == ["average of 3", "repetition 1", "repetition 2", "repetition 3"]
+    assert v["surface"] == 2
+    assert np.allclose(v["panels"][2]["values"], np.round(engine.response(3, RESPONSES[2]), 2))
+    assert len(json.dumps(v)) < 300_000
+    areas = engine.brain_view(3, "visual areas")["panels"][0]
+    assert areas["ticktext"] == ["V1", "V2", "V3", "VO", "LO", "IPS"]  # a categorical legend, not a colour bar
+
+
+def test_surface_geometry_matches_the_voxels(engine):
+    """Each voxel sits on its own fsaverage5 vertex in the ROI patch, and every view names its hemispheres
+    (medial and lateral views show one, so the other does not hide the medial wall)."""
+    import json
+    g = json.loads(engine.surface_geometry_file().read_text())
+    hemi, vertex = engine.data.geometry.hemi, engine.data.geometry.vertex
+    seen = []
+    for h_idx, h in enumerate(("left", "right")):
+        part = g["hemis"][h]
+        roi = part["roi"]
+        assert len(part["x"]) == 10242 and len(roi["x"]) == len(roi["voxels"]) == int((hemi == h_idx).sum())
+        assert max(roi["i"] + roi["j"] + roi["k"]) < len(roi["x"])
+        # the patch vertex of voxel v lies 0.5 mm off the mesh vertex it maps to
+        v = roi["voxels"][0]
+        mesh_xyz = np.array([part[a][vertex[v]] for a in "xyz"])
+        assert np.linalg.norm(np.array([roi[a][0] for a in "xyz"]) - mesh_xyz) < 0.7
+        seen += roi["voxels"]
+    assert sorted(seen) == list(range(len(hemi)))
+    assert len(g["flat"]["x"]) == len(hemi)
+    assert g["views"]["left medial"]["hemis"] == ["left"] and g["views"]["posterior"]["hemis"] == ["left", "right"]
+
+
+def test_bad_views_and_maps_are_named(engine):
     with pytest.raises(DataError, match="unknown view 'medial'"):
-        engine.brain_map(3, "response", view="medial")
+        engine.brain_view(3, "response", view="medial")
+    with pytest.raises(DataError, match="unknown map 'curvature'"):
+        engine.brain_view(3, "curvature")
+    with pytest.raises(DataError, match="out of range"):
+        engine.brain_view(99, "response")
+
+
+def test_trial_search_and_input_clamping(engine):
+    from components.trials import clamp_trial
+    assert [clamp_trial(engine, x) for x in (-5, 5000, "abc", None, "7", 2.6)] == [0, 59, 0, 0, 7, 3]
+    word = engine.test_trial(4).caption.split()[-1]
+    hits = engine.find_trials(word)
+    assert 4 in hits and all(word.lower() in engine.test_trial(i).caption.lower() for i in hits)
+    assert engine.find_trials("") == list(range(48))
+    assert [t.shape for t in engine.thumbnails(hits[:2])] == [(96, 96, 3)] * min(2, len(hits))
 
 
 def test_bundle_errors(tmp_path):

@@ -39,6 +39,9 @@ class PriorConfig:
     # dalle2 scales image embeds by this factor before noising (its default is sqrt(dim)); None -> sqrt(dim).
     # UNCERTAIN whether V1 training used the dalle2 default; set 1.0 to disable.
     image_embed_scale: float | None = None
+    # Ours, off in V1: add ``learned_query`` (the positional embedding of the noisy image tokens) to the brain tokens
+    # too, so attention can pair image token i with brain token i by position. Adds no parameters.
+    brain_pos_emb: bool = False
 
 
 # ----------------------------------------------------------------------------------------------- building blocks
@@ -239,6 +242,8 @@ class PriorNetwork(nn.Module):
         image_embed = torch.where(keep(image_cond_drop_prob), image_embed, self.null_image_embed.to(image_embed.dtype))
         time = self.to_time_embeds(timesteps).unsqueeze(1).to(image_embed.dtype)  # [B, 1, D]
         image_embed = image_embed + self.learned_query.to(image_embed.dtype)
+        if self.config.brain_pos_emb:
+            brain_embed = brain_embed + self.learned_query.to(brain_embed.dtype)
         tokens = torch.cat((brain_embed, time, image_embed), dim=1)
         return self.causal_transformer(tokens)[:, -self.config.num_tokens:]
 

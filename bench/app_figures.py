@@ -1,0 +1,96 @@
+"""The app's own speed and memory, as a class would meet them: cold start to a served page, a trial change in
+the Trials tab (round trip and bytes sent), a 4-sample demo reconstruction, and the server's peak RSS.
+
+    .venv/bin/python bench/app_figures.py [--trials 30]
+
+Starts ``python app.py`` on the demo bundle as a fresh process on a free loopback port (the cold start counts
+from there), drives it with gradio_client and reads the process's peak RSS (VmHWM) at the end. Writes
+bench/results/app.json. Goals (issue 14, 2 cores): cold start <= 10 s, peak RSS <= 1.5 GB, a trial change
+<= 0.5 s and <= 300 KB, a 4-sample reconstruction <= 5 s.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--trials", type=int, default=30, help="trial changes to time")
+    args = p.parse_args()
+    import numpy as np
+    from gradio_client import Client
+
+    from bench.machine import machine_info
+    from tests.conftest import free_port
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    t0 = time.time()
+    app = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=ROOT, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=1).read()
+                break
+            except Exception:
+                if app.poll() is not None or time.time() - t0 > 300:
+                    raise SystemExit("the app did not start")
+                time.sleep(0.1)
+        cold_start = time.time() - t0
+        rss_start = peak_rss_mb(app.pid)
+        client = Client(url, verbose=False)
+        client.predict(0, api_name="/brain_view")  # the first map of a session builds the surface geometry file
+        rng = np.random.default_rng(0)
+        lat, sent = [], []
+        for i in rng.integers(0, 1000, args.trials):
+            t = time.time()
+            image, caption, table = client.predict(int(i), api_name="/trial")
+            view = client.predict(int(i), api_name="/brain_view")
+            lat.append(time.time() - t)
+            sent.append(Path(image).stat().st_size + len(caption) + len(json.dumps(table)) + len(view))
+        recon = []
+        for i in (3, 4, 5):
+            t = time.time()
+            client.predict(i, 0.85, 4, 20, 3.5, 0, False, api_name="/reconstruct")
+            recon.append(time.time() - t)
+        res = {
+            "bench": "app_figures", "cold_start_s": round(cold_start, 2), "rss_after_start_mb": round(rss_start),
+            "trial_change": {"n": args.trials, "p50_s": round(float(np.median(lat)), 3),
+                             "p95_s": round(float(np.percentile(lat, 95)), 3),
+                             "max_kb_sent": round(max(sent) / 1024, 1), "median_kb_sent": round(float(np.median(sent)) / 1024, 1),
+                             "what": "gradio_client round trip of /trial (stimulus, caption, objects) + /brain_view "
+                                     "(values per voxel for 4 panels); the mesh is a file the browser fetches once"},
+            "reconstruct_4_samples_s": {"runs": [round(x, 2) for x in recon], "median": round(float(np.median(recon)), 2),
+                                        "what": "round trip of /reconstruct: 4 samples, 20 steps, strength 0.85, no ridge"},
+            "peak_rss_mb": round(peak_rss_mb(app.pid)),
+            "machine": machine_info(),
+        }
+    finally:
+        app.terminate()
+        app.wait(timeout=30)
+    path = ROOT / "bench" / "results" / "app.json"
+    path.write_text(json.dumps(res, indent=1))
+    print(json.dumps({k: v for k, v in res.items() if k != "machine"}, indent=1))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
