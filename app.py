@@ -16,13 +16,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # small stimuli are shown scaled up to fill their box
 CSS = ".stimulus img { width: 100% !important; height: 100% !important; object-fit: contain; }"
+# the address as the page opened, before tab and trial events rewrite it (read by the first load event)
+HEAD = "<script>window.__initialSearch = window.location.search;</script>"
 
 
 def build_app(engine):
     """The Gradio Blocks of every tab around ``engine`` (gradio is imported here, so ``--help`` stays fast)."""
     import gradio as gr
 
-    from components import evaluate, reconstruct, retrieve, train, trials, umap
+    from components import evaluate, reconstruct, retrieve, train, trials, umap, your_image
     models = set(engine.bundle.models)
     can_reconstruct = {"mindeye_hidden", "decoder", "clip"} <= models
     with gr.Blocks(title="MindEye Explorer") as demo:
@@ -46,6 +48,9 @@ def build_app(engine):
             if can_reconstruct:
                 with gr.Tab("Evaluate", id="evaluate"):
                     evaluate.build(engine, recon_index)
+            if can_reconstruct and "mindeye_final" in models and engine.is_simulated:
+                with gr.Tab("Your image", id="your-image"):
+                    your_image.build(engine)
         tab_ids = [t.id for t in tabs.children if isinstance(t, gr.Tab)]
         for t in tabs.children:  # keep the open tab in the page's address (?tab=...)
             if isinstance(t, gr.Tab):
@@ -59,7 +64,7 @@ def build_app(engine):
             return trials.clamp_trial(engine, q.get("trial", 0)), gr.Tabs(selected=tab)
 
         address = gr.Textbox(visible=False)
-        demo.load(from_url, address, [index, tabs], api_name=False, js="() => window.location.search").then(
+        demo.load(from_url, address, [index, tabs], api_name=False, js="() => window.__initialSearch ?? window.location.search").then(
             show_trial, index, trial_outputs, api_name=False).then(show_map, map_inputs, brain, api_name=False)
         demo.load(None, None, None, js=trials.KEYS_JS, api_name=False)
     return demo
@@ -114,7 +119,7 @@ def main(argv=None) -> None:
         engine = Engine(Bundle.load(args.bundle or DEMO_BUNDLE, args.data), simulate_if_missing=args.data is None)
     except DataError as e:
         p.exit(2, f"error: {e}\n")
-    build_app(engine).launch(server_name=args.host, server_port=args.port, show_error=True, css=CSS, auth=auth,
+    build_app(engine).launch(server_name=args.host, server_port=args.port, show_error=True, css=CSS, head=HEAD, auth=auth,
                              allowed_paths=[str(engine.evaluate_dir)])  # the Evaluate tab's CSV files
 
 

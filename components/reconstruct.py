@@ -97,5 +97,6 @@ def build(engine: Engine):
         return t.image, lowimg, _img(r.picked[0]), rimg, gal, _scores(engine, i, r.picked[0])
 
     go.click(run, [index, strength, samples, steps, guidance, seed, with_ridge],
-             [seen, low, pick, ridge, gallery, scores], api_name="reconstruct", concurrency_limit=1)
+             [seen, low, pick, ridge, gallery, scores], api_name="reconstruct", concurrency_limit=1,
+             concurrency_id="reconstruct")  # one diffusion run at a time, shared with the Your image tab
     return index

@@ -16,6 +16,7 @@ from .data.errors import DataError
 from .surface import VIEWS  # noqa: F401  (the surface views the UI offers)
 
 RESPONSES = ("average of 3 repetitions", "repetition 1", "repetition 2", "repetition 3")
+COMPOSED_SCENE_ID = 999_999_999  # the image id of scenes composed in the app (seeds their background texture)
 MAPS = ("response", "noise-free response (simulator)", "true polar angle", "true eccentricity", "visual areas", "noise ceiling (ncsnr)")
 
 
@@ -43,6 +44,17 @@ class TestTrial:
     image: np.ndarray  # [H, W, 3] uint8
     caption: str
     labels: dict
+
+
+@dataclass
+class SceneResponse:
+    """A scene composed in the app and, once the simulated cortex has seen it, its response."""
+    image: np.ndarray  # [H, W, 3] uint8
+    caption: str
+    labels: dict
+    betas: np.ndarray | None = None  # [V], z-scored like the dataset's
+    noise_free: np.ndarray | None = None  # [V], units of signal SD
+    noise: float | None = None
 
 
 def _device() -> str:
@@ -191,6 +203,107 @@ class Engine:
                       vmax=float(np.percentile(nc, 99)))
             note = "ncsnr: how far each voxel's signal stands above its trial-to-trial noise (NSD's nsdgeneral: ~0.3)"
         return map_panels([p], 0, view, note)
+
+    # ----------------------------------------------------------------------------------------- your scene
+    @property
+    def is_simulated(self) -> bool:
+        """True for SimNSD, whose simulated cortex can answer scenes it never showed."""
+        return bool(self.data.attrs.get("sim_config"))
+
+    def sim_subject(self):
+        """The simulated subject's true model, rebuilt once from the simulator config stored with the dataset."""
+        import json
+
+        from .data.simnsd import SIMULATOR_VERSION, SimConfig, SimSubject
+        with self._lock:
+            if "sim_subject" not in self._models:
+                key = self.data.attrs.get("sim_config")
+                if not key or not self.ground_truth:
+                    raise DataError("composing a scene needs SimNSD's simulated cortex; this dataset's responses "
+                                    "come from a real brain, which cannot be asked about new scenes")
+                cfg = json.loads(key)
+                if cfg.get("version") != SIMULATOR_VERSION:
+                    raise DataError(f"this SimNSD dataset was simulated by version {cfg.get('version')!r} and this "
+                                    f"code simulates {SIMULATOR_VERSION!r}: simulate it again (make simulate)")
+                cfg["train_reps_p"] = tuple(cfg["train_reps_p"])
+                self._models["sim_subject"] = SimSubject.create(SimConfig(**cfg), workers=1)
+            return self._models["sim_subject"]
+
+    def compose(self, background: str, objects: list[dict]) -> SceneResponse:
+        """A scene from names (``background``; each object ``shape``, ``colour``, ``size``, ``x``, ``y`` in
+        0-1 with 0 = left / top), rendered like SimNSD's stimuli. Returns the image, caption and labels."""
+        from .data import scenes as S
+        if background not in S.BACKGROUNDS:
+            raise DataError(f"background should be one of {S.BACKGROUNDS}, got {background!r}")
+        if not 1 <= len(objects) <= S.MAX_OBJECTS:
+            raise DataError(f"a scene holds 1 to {S.MAX_OBJECTS} objects, got {len(objects)}")
+        objs = []
+        for k, o in enumerate(objects):
+            for field, names in (("shape", S.SHAPES), ("colour", S.COLOUR_NAMES), ("size", S.SIZES)):
+                if o.get(field) not in names:
+                    raise DataError(f"object {k + 1}: {field} should be one of {names}, got {o.get(field)!r}")
+            x, y = (float(np.clip(o.get(a, 0.5), 0.1, 0.9)) for a in ("x", "y"))
+            objs.append(S.SceneObject(S.SHAPES.index(o["shape"]), S.COLOUR_NAMES.index(o["colour"]),
+                                      S.SIZES.index(o["size"]), x, y, 0.0))
+        objs.sort(key=lambda o: -o.size)  # labels list the largest object first, like the dataset's
+        scene = S.Scene(image_id=COMPOSED_SCENE_ID, background=S.BACKGROUNDS.index(background), objects=tuple(objs))
+        size = int(self.data.images(self.test_ids[:1]).shape[1])
+        return SceneResponse(S.render(scene, size=size), scene.caption, {k: v[0] for k, v in S.labels_of([scene]).items()})
+
+    def respond(self, scene: SceneResponse, noise: float = 0.58, seed: int = 0) -> SceneResponse:
+        """The simulated subject's response to ``scene``: betas with ``noise`` times one trial's noise (0 =
+        noise-free, 0.58 = an average of 3 repetitions like the test set, 1 = one trial), and its noise-free
+        response. Same scene and seed, same answer."""
+        from .data.simnsd import respond
+        labels = {k: np.asarray(v)[None] for k, v in scene.labels.items()}
+        try:
+            betas, free = respond(self.sim_subject(), self.ground_truth, scene.image[None], labels, noise,
+                                  np.random.default_rng([int(seed), 7]))
+        except ValueError as e:
+            raise DataError(str(e)) from None
+        return SceneResponse(scene.image, scene.caption, scene.labels, betas[0], free[0], float(noise))
+
+    def scene_view(self, resp: SceneResponse, view: str = "posterior") -> dict:
+        """A brain-map update (``surface.map_panels``) of a composed scene's response beside its noise-free one."""
+        from .surface import VIEWS as SURFACE_VIEWS, map_panels, panel
+        if view not in SURFACE_VIEWS:
+            raise DataError(f"unknown view {view!r}; expected one of {list(SURFACE_VIEWS)}")
+        label = "noise-free" if resp.noise == 0 else f"measured (noise x{resp.noise:.2f})"
+        return map_panels([panel(resp.betas, label, unit="z", vmax=3.0),
+                           panel(resp.noise_free, "noise-free signal", unit="SD", vmax=3.0)], 0, view,
+                          "left: what the scanner would record (z-scored beta); right: the simulated cortex's "
+                          "response without measurement noise")
+
+    def decode(self, voxels: np.ndarray, strength: float = 0.85, n: int = 4, steps: int = 20, guidance: float = 3.5,
+               seed: int = 0, progress=None):
+        """MindEye's reconstruction of any brain response ``[V]`` or ``[B, V]`` (not only test trials)."""
+        v = np.atleast_2d(np.asarray(voxels, np.float32))
+        if v.shape[1] != self.data.n_voxels:
+            raise DataError(f"a response should have one value per voxel ({self.data.n_voxels}), got {v.shape[1]}")
+        return self.pipeline(Source.MINDEYE)(v, strength=strength, n=n, steps=steps, guidance=guidance, seed=seed,
+                                             progress=progress)
+
+    def retrieve_voxels(self, voxels: np.ndarray, k: int = 6, target: str = "final"):
+        """The test images nearest a brain response's predicted embedding: ``(image ids [k], scores [k])``."""
+        import torch
+        m = self.model(Model.FINAL if target == "final" else Model.HIDDEN)
+        v2c = getattr(m, "voxel2clip", None) or m
+        p = next(v2c.parameters())
+        with torch.no_grad():
+            q = v2c(torch.as_tensor(np.atleast_2d(voxels)).to(p.device, p.dtype))[1].float().cpu()
+        scores, ids = self._test_retriever(target).topk(q[:1], k)
+        return ids[0], scores[0]
+
+    def _test_retriever(self, target: str):
+        """A ``Retriever`` over the test images' CLIP embeddings (built once per target)."""
+        from .pipelines.retrieval import Retriever
+        if target not in ("final", "hidden"):
+            raise DataError(f"retrieval target should be 'final' or 'hidden', got {target!r}")
+        with self._lock:
+            key = f"retriever_{target}"
+            if key not in self._models:
+                self._models[key] = Retriever(self.test_image_embeddings(target), self.test_ids)
+            return self._models[key]
 
     # ----------------------------------------------------------------------------------------- models
     def model_path(self, key: Model) -> Path:
@@ -393,15 +506,8 @@ class Engine:
 
     def retrieve(self, index: int, k: int = 8, target: str = "final"):
         """Image retrieval for one test trial over the test set: ``(ids [k], scores [k], rank of the seen image)``."""
-        from .pipelines.retrieval import Retriever
-        if target not in ("final", "hidden"):
-            raise DataError(f"retrieval target should be 'final' or 'hidden', got {target!r}")
+        r = self._test_retriever(target)
         self.test_trial(index)  # range check with a clear message
-        with self._lock:
-            key = f"retriever_{target}"
-            if key not in self._models:
-                self._models[key] = Retriever(self.test_image_embeddings(target), self.test_ids)
-            r = self._models[key]
         q = self.brain_embeddings(target)[int(index)]
         scores, ids = r.topk(q[None], k)
         return ids[0], scores[0], r.rank_of(q, int(self.test_ids[int(index)]))

@@ -21,13 +21,13 @@ import numpy as np
 # y posterior->anterior, z inferior->superior. Medial and lateral views show one hemisphere (the other would
 # hide the medial wall, where V1 lies).
 VIEWS = {
-    "posterior": (("left", "right"), (0.0, -1.45, 0.25), (0, 0, 1)),
-    "left medial": (("left",), (1.5, -0.25, 0.1), (0, 0, 1)),
-    "right medial": (("right",), (-1.5, -0.25, 0.1), (0, 0, 1)),
-    "left lateral": (("left",), (-1.5, -0.25, 0.1), (0, 0, 1)),
-    "right lateral": (("right",), (1.5, -0.25, 0.1), (0, 0, 1)),
-    "ventral": (("left", "right"), (0.0, -0.2, -1.5), (0, 1, 0)),
-    "dorsal": (("left", "right"), (0.0, -0.2, 1.5), (0, 1, 0)),
+    "posterior": (("left", "right"), (0.0, -1.15, 0.2), (0, 0, 1)),
+    "left medial": (("left",), (1.25, -0.2, 0.1), (0, 0, 1)),
+    "right medial": (("right",), (-1.25, -0.2, 0.1), (0, 0, 1)),
+    "left lateral": (("left",), (-1.25, -0.2, 0.1), (0, 0, 1)),
+    "right lateral": (("right",), (1.25, -0.2, 0.1), (0, 0, 1)),
+    "ventral": (("left", "right"), (0.0, -0.2, -1.25), (0, 1, 0)),
+    "dorsal": (("left", "right"), (0.0, -0.2, 1.25), (0, 1, 0)),
 }
 HEMIS = ("left", "right")
 GAP_MM = 8.0  # space between the two inflated hemispheres (their inflated meshes overlap at the midline)

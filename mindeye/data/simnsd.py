@@ -273,6 +273,25 @@ class SimSubject:
         return np.concatenate(out)
 
 
+def respond(subject: SimSubject, gt: dict, images: np.ndarray, labels: dict[str, np.ndarray], noise: float,
+            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A simulated subject's betas ``[N, V]`` for new scenes, as if shown in one of its sessions (drawn from
+    ``rng``), with ``noise`` times one trial's measurement noise (0 = noise-free; 1/sqrt(3) = the noise of an
+    average of 3 repetitions; 1 = a single trial). Scaled and z-scored exactly like the dataset's betas, with
+    the session gains, offsets and z-scoring stored in its ground truth ``gt``. Returns ``(betas, noise_free)``,
+    the second in units of signal SD."""
+    if not 0.0 <= float(noise) <= 1.0:
+        raise ValueError(f"noise should be between 0 (noise-free) and 1 (a single trial), got {noise}")
+    signal = subject.noise_free(images, labels)
+    n, v = signal.shape
+    k = int(rng.integers(gt["session_gain"].shape[0]))
+    shared = subject.cfg.shared_noise
+    eps = np.sqrt(1 - shared) * rng.standard_normal((n, v)) + \
+        np.sqrt(shared) * rng.standard_normal((n, gt["noise_loadings"].shape[1])) @ gt["noise_loadings"].T
+    raw = gt["session_gain"][k] * signal + gt["session_offset"][k] + float(noise) * gt["noise_sd"] * eps
+    return ((raw - gt["session_mean"][k]) / gt["session_std"][k]).astype(np.float32), signal.astype(np.float32)
+
+
 def expected_fingerprint(cfg: SimConfig) -> str:
     """The ``SubjectData.fingerprint()`` this simulator version gives ``cfg``, without simulating any betas
     (cortex layout + trial schedule + a few rendered test images; a few seconds)."""

@@ -1,0 +1,93 @@
+"""Your image tab (SimNSD only): compose a scene, let the simulated visual cortex respond to it, and decode the
+response back with the same models as the other tabs: the whole loop, image -> brain -> image, on one screen."""
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+
+from mindeye.data import scenes
+from mindeye.data.errors import DataError
+from mindeye.engine import VIEWS, Engine
+
+from . import IMAGE_BUTTONS, brain
+
+HELP = ("**What am I looking at?** Build a picture from shapes and colours. The simulated visual cortex "
+        "\"looks\" at it and responds, voxel by voxel, with as much measurement noise as you choose (0 is a "
+        "perfect brain scanner; 1 is one real-looking trial). MindEye then sees only that response and tries to "
+        "draw the picture back, and to find the test images it is most like. Try moving an object to the "
+        "other side, or turning the noise up: what survives?")
+NOISE_INFO = "0 = noise-free · 0.58 = an average of 3 repetitions (like the test set) · 1 = a single trial"
+DEFAULTS = (("star", "red", "large", 0.3, 0.4), ("circle", "blue", "medium", 0.72, 0.7),
+            ("square", "yellow", "small", 0.7, 0.25))
+
+
+def _object_row(k: int, shape, colour, size, x, y):
+    with gr.Group():
+        with gr.Row():
+            on = gr.Checkbox(k == 0, label=f"object {k + 1}", interactive=k > 0, scale=1, min_width=90)
+            sh = gr.Dropdown(list(scenes.SHAPES), value=shape, label="shape", scale=2, min_width=100)
+            co = gr.Dropdown(list(scenes.COLOUR_NAMES), value=colour, label="colour", scale=2, min_width=100)
+            si = gr.Dropdown(list(scenes.SIZES), value=size, label="size", scale=2, min_width=100)
+        with gr.Row():
+            xs = gr.Slider(0.1, 0.9, value=x, step=0.01, label="x (left → right)")
+            ys = gr.Slider(0.1, 0.9, value=y, step=0.01, label="y (top → bottom)")
+    return [on, sh, co, si, xs, ys]
+
+
+def build(engine: Engine):
+    gr.Markdown(HELP)
+    with gr.Row():
+        with gr.Column(scale=2, min_width=340):
+            background = gr.Dropdown(list(scenes.BACKGROUNDS), value="grass", label="background")
+            rows = [c for k, d in enumerate(DEFAULTS) for c in _object_row(k, *d)]
+            with gr.Row():
+                noise = gr.Slider(0, 1, value=0.58, step=0.01, label="measurement noise", info=NOISE_INFO, scale=3)
+                seed = gr.Number(0, precision=0, label="seed", scale=1, min_width=80)
+            go = gr.Button("show it to the brain, then decode", variant="primary")
+            with gr.Row():
+                seen = gr.Image(buttons=IMAGE_BUTTONS, label="your scene", type="numpy", height=200, interactive=False,
+                                elem_classes="stimulus", min_width=100)
+                low = gr.Image(buttons=IMAGE_BUTTONS, label="low-level guess (blurry layout)", type="numpy", height=200,
+                               interactive=False, elem_classes="stimulus", min_width=100)
+                pick = gr.Image(buttons=IMAGE_BUTTONS, label="MindEye's reconstruction", type="numpy", height=200,
+                                interactive=False, elem_classes="stimulus", min_width=100)
+            caption = gr.Markdown()
+        with gr.Column(scale=3, min_width=420):
+            view = gr.Dropdown(list(VIEWS), value="posterior", label="view")
+            view_box = brain.brain_widget(engine) if engine.has_surface else gr.State()
+            nearest = gr.Gallery(label="nearest test images to the brain's prediction (image retrieval)", columns=6,
+                                 height=170, allow_preview=False, buttons=[])
+    last = gr.State(None)
+
+    def run(bg, *args, progress=gr.Progress()):
+        *obj_args, nz, sd, v = args
+        objects = [dict(shape=sh, colour=co, size=si, x=x, y=y)
+                   for on, sh, co, si, x, y in (obj_args[i:i + 6] for i in range(0, len(obj_args), 6)) if on]
+        try:
+            progress(0.05, desc="the simulated cortex looks at your scene (the first time: a few seconds to build it)")
+            resp = engine.respond(engine.compose(bg, objects), float(nz), int(sd or 0))
+            progress(0.3, desc="MindEye decodes the response")
+            rec = engine.decode(resp.betas, n=4, seed=int(sd or 0))
+            ids, scores = engine.retrieve_voxels(resp.betas, k=6)
+            view_json = brain.update(engine, engine.scene_view(resp, v)) if engine.has_surface else None
+        except (TypeError, ValueError) as e:
+            raise gr.Error(f"check the form: {e}") from None
+        except DataError as e:
+            raise gr.Error(str(e)) from None
+        img = lambda t: (t.permute(1, 2, 0).clamp(0, 1).numpy() * 255).astype(np.uint8)  # noqa: E731
+        lowimg = img(rec.lowlevel[0]) if rec.lowlevel is not None else None
+        picked = img(rec.picked[0])
+        thumbs = engine.data.images(ids)
+        gallery = [(im, f"image {i} · {s:.2f}") for im, i, s in zip(thumbs, ids, scores)]
+        text = (f"**“{resp.caption}”** · noise ×{resp.noise:.2f} · MindEye drew 4 samples and kept the one whose "
+                f"CLIP features best match its prediction")
+        return resp.image, lowimg, picked, text, view_json, gallery, resp
+
+    def redraw(resp, v):
+        if resp is None or not engine.has_surface:
+            return gr.skip()
+        return brain.update(engine, engine.scene_view(resp, v))
+
+    go.click(run, [background, *rows, noise, seed, view], [seen, low, pick, caption, view_box, nearest, last],
+             api_name="your_image", concurrency_limit=1, concurrency_id="reconstruct")
+    view.change(redraw, [last, view], view_box, api_name=False)
