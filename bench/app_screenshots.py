@@ -21,7 +21,8 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # (tab, button to press and wait for, seconds to wait after the click before the picture)
 TABS = (("Trials", None, 0), ("Reconstruct", "reconstruct", 0), ("Retrieve", "retrieve", 0),
-        ("UMAP", "draw the map", 0), ("Train", "Start", 45), ("Evaluate", "evaluate", 0))
+        ("UMAP", "draw the map", 0), ("Train", "Start", 45), ("Evaluate", "evaluate", 0),
+        ("Your image", "show it to the brain, then decode", 0))
 
 
 def free_port() -> int:
@@ -55,7 +56,8 @@ def main():
             page = browser.new_page(viewport={"width": args.width, "height": args.height})
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.goto(url)
-            page.wait_for_timeout(4000)
+            page.wait_for_selector(".brain-3d .main-svg", timeout=120_000)
+            page.wait_for_timeout(2000)
             for tab, button, settle in TABS:
                 page.get_by_role("tab", name=tab).click()
                 page.wait_for_timeout(1500)
@@ -75,7 +77,7 @@ def main():
                 toasts = page.locator(".toast-body.error").all_inner_texts()
                 if toasts:
                     errors.append(f"{tab}: {toasts}")
-                path = Path(args.out) / f"app_{tab.lower()}_{args.width}.png"
+                path = Path(args.out) / f"app_{tab.lower().replace(' ', '_')}_{args.width}.png"
                 page.screenshot(path=str(path), full_page=True)
                 print(f"wrote {path}")
                 if button == "Start":
