@@ -44,6 +44,7 @@ bench: venv
 	$(PY) bench/recon_table.py $(if $(QUICK),--trials 20 --samples 2 --no_figure,)
 	$(PY) bench/gpu_real_size.py
 	OMP_NUM_THREADS=1 $(PY) bench/retrieval_latency.py
+	$(PY) bench/app_figures.py
 	$(PY) bench/load_test.py $(if $(QUICK),--students 10 --seconds 20,)
 	$(PY) bench/readme_tables.py
 

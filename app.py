@@ -44,27 +44,29 @@ def build_app(engine):
                 with gr.Tab("UMAP", id="umap"):
                     umap.build(engine)
             with gr.Tab("Train", id="train"):
-                train.build(engine)
+                train_timer = train.build(engine)
             if can_reconstruct:
                 with gr.Tab("Evaluate", id="evaluate"):
-                    evaluate.build(engine, recon_index)
+                    evaluate.build(engine, recon_index, tabs)
             if can_reconstruct and "mindeye_final" in models and engine.is_simulated:
                 with gr.Tab("Your image", id="your-image"):
                     your_image.build(engine)
         tab_ids = [t.id for t in tabs.children if isinstance(t, gr.Tab)]
-        for t in tabs.children:  # keep the open tab in the page's address (?tab=...)
+        for t in tabs.children:
             if isinstance(t, gr.Tab):
-                t.select(None, None, None, api_name=False, js=TAB_URL_JS % t.id)
+                t.select(None, None, None, api_name=False, js=TAB_URL_JS % t.id)  # the open tab in the address
+                # the Train tab's curves refresh only while it is open: 30 pages polling would crowd the queue
+                t.select(lambda on=t.id == "train": gr.Timer(active=on), None, train_timer, api_name=False)
 
         def from_url(search: str):
             """Open the trial and tab the address names (?trial=12&tab=reconstruct); anything else is ignored."""
             from urllib.parse import parse_qs
             q = {k: v[-1] for k, v in parse_qs(str(search or "").lstrip("?")).items()}
             tab = q.get("tab") if q.get("tab") in tab_ids else "trials"
-            return trials.clamp_trial(engine, q.get("trial", 0)), gr.Tabs(selected=tab)
+            return trials.clamp_trial(engine, q.get("trial", 0)), gr.Tabs(selected=tab), gr.Timer(active=tab == "train")
 
         address = gr.Textbox(visible=False)
-        demo.load(from_url, address, [index, tabs], api_name=False, js="() => window.__initialSearch ?? window.location.search").then(
+        demo.load(from_url, address, [index, tabs, train_timer], api_name=False, js="() => window.__initialSearch ?? window.location.search").then(
             show_trial, index, trial_outputs, api_name=False).then(show_map, map_inputs, brain, api_name=False)
         demo.load(None, None, None, js=trials.KEYS_JS, api_name=False)
     return demo
@@ -119,8 +121,15 @@ def main(argv=None) -> None:
         engine = Engine(Bundle.load(args.bundle or DEMO_BUNDLE, args.data), simulate_if_missing=args.data is None)
     except DataError as e:
         p.exit(2, f"error: {e}\n")
-    build_app(engine).launch(server_name=args.host, server_port=args.port, show_error=True, css=CSS, head=HEAD, auth=auth,
-                             allowed_paths=[str(engine.evaluate_dir)])  # the Evaluate tab's CSV files
+    demo = build_app(engine)
+    demo.launch(server_name=args.host, server_port=args.port, show_error=True, css=CSS, head=HEAD, auth=auth,
+                allowed_paths=[str(engine.evaluate_dir)],  # the Evaluate tab's CSV files
+                prevent_thread_lock=True)
+    # the page is served; now load the models in the background so the first click does not wait for them
+    import threading
+    threading.Thread(target=engine.warm_up, kwargs={"log": lambda m: print(f"MindEye Explorer: {m}")},
+                     daemon=True).start()
+    demo.block_thread()
 
 
 if __name__ == "__main__":

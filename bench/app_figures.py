@@ -86,7 +86,7 @@ def main():
     finally:
         app.terminate()
         app.wait(timeout=30)
-    path = ROOT / "bench" / "results" / "app.json"
+    path = ROOT / "bench" / "results" / "app_figures.json"
     path.write_text(json.dumps(res, indent=1))
     print(json.dumps({k: v for k, v in res.items() if k != "machine"}, indent=1))
     print(f"wrote {path}")

@@ -127,7 +127,22 @@ def render_prior_sampling(res: dict) -> str:
     return "\n".join(lines)
 
 
-RENDERERS = {"prior_sampling": render_prior_sampling, "retrieval_latency": render_retrieval_latency, "mindeye_table": render_mindeye_table, "simnsd_oracle": render_simnsd_oracle,
+def render_app_figures(res: dict) -> str:
+    t, r = res["trial_change"], res["reconstruct_4_samples_s"]
+    lines = ["| what | measured | goal |", "|---|---|---|",
+             f"| cold start to a served page | {res['cold_start_s']:.1f} s | ≤ 10 s |",
+             f"| a trial change in Trials (round trip, p50 / p95) | {t['p50_s']:.2f} / {t['p95_s']:.2f} s | ≤ 0.5 s |",
+             f"| bytes sent per trial change (max) | {t['max_kb_sent']:.0f} KB | ≤ 300 KB |",
+             f"| a demo reconstruction, 4 samples (median of {len(r['runs'])}) | {r['median']:.1f} s | ≤ 5 s |",
+             f"| server RSS after start / peak | {res['rss_after_start_mb']} / {res['peak_rss_mb']} MB | peak ≤ 1,536 MB |"]
+    m = res["machine"]
+    lines += ["", f"Measured on {m['cores']} cores ({m['cpu']}; 1-min load average {m.get('load_avg_1min', '?')} at "
+                  f"the end) by `bench/app_figures.py`, commit {m['commit']}. A trial change is the gradio_client round "
+                  f"trip of `/trial` and `/brain_view`; the surface mesh is a file the browser fetches once."]
+    return "\n".join(lines)
+
+
+RENDERERS = {"app_figures": render_app_figures, "prior_sampling": render_prior_sampling, "retrieval_latency": render_retrieval_latency, "mindeye_table": render_mindeye_table, "simnsd_oracle": render_simnsd_oracle,
              "demo_preset": render_demo_preset, "recon_table": render_recon_table}
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 from mindeye.data.errors import DataError
 from mindeye.engine import EVAL_NAMES, Engine
 from mindeye.evaluation import format_table, paper_table
-from mindeye.pipelines.reconstruction import MAX_SAMPLES
+from mindeye.pipelines.settings import MAX_SAMPLES
 
 HELP = ("**What am I looking at?** Each method drew a picture from every chosen test trial's brain response, "
         "and the picture was scored against the image the subject actually saw: PixCorr and SSIM compare pixels "
@@ -55,7 +55,7 @@ def _sorted(df: pd.DataFrame, by: str, worst_first: bool) -> pd.DataFrame:
     return df.sort_values(by, ascending=ascending, kind="stable").round(3)
 
 
-def build(engine: Engine, reconstruct_index=None):
+def build(engine: Engine, reconstruct_index=None, tabs=None):
     n = engine.n_test
     gr.Markdown(HELP)
     with gr.Row():
@@ -124,6 +124,8 @@ def build(engine: Engine, reconstruct_index=None):
             try:
                 i = int(row[0])
             except (IndexError, TypeError, ValueError):
-                return gr.update(), ""
-            return i, f"Trial **{i}** is now set in the Reconstruct tab: open it and press *reconstruct*."
-        table.select(pick, None, [reconstruct_index, picked], api_name=False)
+                return gr.update(), "", gr.skip()
+            return (i, f"Trial **{i}** is set in the Reconstruct tab: press *reconstruct* there.",
+                    gr.Tabs(selected="reconstruct") if tabs is not None else gr.skip())
+        table.select(pick, None, [reconstruct_index, picked, tabs if tabs is not None else gr.State()],
+                     api_name=False)

@@ -7,7 +7,7 @@ import numpy as np
 
 from mindeye.data import scenes
 from mindeye.engine import Engine, Source
-from mindeye.pipelines.reconstruction import MAX_SAMPLES
+from mindeye.pipelines.settings import MAX_SAMPLES
 
 from . import IMAGE_BUTTONS
 

@@ -23,7 +23,7 @@ HELP = ("**What am I looking at?** MindEye turned the brain response into a poin
 
 def pool_choices(engine: Engine) -> list[str]:
     """The test set, the bundle's pool if it names one, and every pool folder found under data/."""
-    from mindeye.pipelines.pool import find_pools
+    from mindeye.pipelines.pool_folders import find_pools
     out = [TEST_SET]
     if engine.bundle.pool:
         out.append(str(engine.bundle.pool))
@@ -95,5 +95,6 @@ def build(engine: Engine):
             raise gr.Error("trial and k must be whole numbers") from None
         return t.image, items, text
 
-    go.click(run, [index, k, target, mode, pool], [seen, gallery, summary], api_name="retrieve")
+    go.click(run, [index, k, target, mode, pool], [seen, gallery, summary], api_name="retrieve", concurrency_limit=2,
+             concurrency_id="retrieve")
     return index

@@ -159,7 +159,7 @@ def build(engine: Engine):
             with gr.Accordion("run status (raw)", open=False):
                 details = gr.JSON()
     shown = gr.State(None)  # the (run names, selected) the dropdown was last sent, so ticks resend only changes
-    timer = gr.Timer(REFRESH_S)
+    timer = gr.Timer(REFRESH_S, active=False)  # the app turns it on only while the Train tab is open
 
     def fill(p):
         v = runs.preset_values(None if p == "none" else p)
@@ -217,8 +217,10 @@ def build(engine: Engine):
     preset.change(fill, preset, form, api_name=False)
     start.click(start_run, [preset, name, subject, epochs, batch, max_lr, mixup, hidden, prior, extra],
                 [run, message], api_name="train_start").then(status, [run, shown], watched, api_name=False)
-    timer.tick(status, [run, shown], watched, api_name="train_status").then(None, js=SCROLL_LOG)
+    timer.tick(status, [run, shown], watched, api_name="train_status", concurrency_limit=4,
+               concurrency_id="train_status").then(None, js=SCROLL_LOG)
     run.input(status, [run, shown], watched, api_name=False)
     table.select(pick, table, run, api_name=False).then(status, [run, shown], watched, api_name=False)
     cancel.click(cancel_run, run, [message, details], api_name="train_cancel")
     use.click(use_run, run, message, api_name="train_use")
+    return timer

@@ -106,11 +106,13 @@ def build(engine: Engine):
         return hits[evt.index] if evt.index is not None and evt.index < len(hits) else gr.skip()
 
     # always_last: while one draw runs, further changes (a drag, a number being typed) collapse into the newest
-    index.change(show_trial, index, [image, caption, table], api_name="trial", trigger_mode="always_last")
+    # browsing is light (no model): several students at once, never queued behind a reconstruction
+    index.change(show_trial, index, [image, caption, table], api_name="trial", trigger_mode="always_last",
+                 concurrency_limit=4, concurrency_id="browse")
     index.change(None, index, None, js=URL_JS, api_name=False)
     for c in (index, which_map, response, view):
         c.change(show_map, [index, which_map, response, view], view_box, api_name="brain_view" if c is index else False,
-                 trigger_mode="always_last")
+                 trigger_mode="always_last", concurrency_limit=4, concurrency_id="browse")
     prev.click(lambda i: step(i, -1), index, index, api_name=False)
     nxt.click(lambda i: step(i, 1), index, index, api_name=False)
     rand.click(lambda: int(np.random.default_rng().integers(n)), None, index, api_name=False)

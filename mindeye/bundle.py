@@ -13,6 +13,12 @@ from pathlib import Path
 from .data.errors import DataError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cache_root() -> Path:
+    """Where cached targets and fits live: ``$MINDEYE_CACHE_DIR``, else the project's cache/ folder."""
+    import os
+    return Path(os.environ.get("MINDEYE_CACHE_DIR", PROJECT_ROOT / "cache"))
 DEMO_BUNDLE = PROJECT_ROOT / "assets" / "demo"
 
 

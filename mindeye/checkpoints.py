@@ -78,14 +78,22 @@ def load_model(stem: Path | str, expect: dict | None = None, device="cpu"):
     for p in (js, st):
         if not p.exists():
             raise DataError(f"{p}: missing (a shipped MindEye model is a .safetensors + .json pair)")
-    meta = json.loads(js.read_text())
-    have = meta["data"]
+    try:
+        meta = json.loads(js.read_text())
+        have = meta["data"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{js}: not a readable model description ({type(e).__name__}: {e}); expected the JSON that "
+                        f"`build-demo` or `export` writes beside {st.name}") from None
     for k, v in (expect or {}).items():
         if k in have and have[k] != v:
             raise DataError(f"{st}: trained on {k}={have[k]}, but the loaded data has {k}={v} "
                             f"({have.get('dataset')} subject {have.get('subject')}); retrain or load the matching data")
     model = build_from_config(meta["config"], have)
-    sd = {k: v.float() for k, v in load_file(str(st)).items()}
+    try:
+        sd = {k: v.float() for k, v in load_file(str(st)).items()}
+    except Exception as e:  # safetensors raises its own error types for truncated or foreign files
+        raise DataError(f"{st}: unreadable weights ({type(e).__name__}: {e}); the file is truncated or not a "
+                        f"safetensors file: rebuild it (python -m mindeye build-demo) or restore it from git") from None
     missing, unexpected = model.load_state_dict(sd, strict=False)
     missing = [k for k in missing if not k.startswith("noise_scheduler.")]
     if missing or unexpected:

@@ -58,6 +58,12 @@ class SceneResponse:
 
 
 def _device() -> str:
+    """Where the models run, for the header. Without an NVIDIA driver it is the CPU, known without importing
+    torch (half a gigabyte and seconds that a page being served should not wait for)."""
+    import os
+    import sys
+    if "torch" not in sys.modules and not os.path.exists("/proc/driver/nvidia/version"):
+        return "CPU"
     try:
         import torch
 
@@ -144,7 +150,7 @@ class Engine:
     def surface_geometry_file(self) -> Path:
         """The dataset's surface geometry for the browser (``surface.geometry_file``), written once to the cache."""
         from . import surface
-        from .train import cache_root
+        from .bundle import cache_root
         if not self.has_surface:
             raise DataError("this dataset has no voxel -> fsaverage5 mapping, so there is no surface to draw on "
                             "(convert with --vertex_map FILE.npz to add one)")
@@ -305,6 +311,23 @@ class Engine:
                 self._models[key] = Retriever(self.test_image_embeddings(target), self.test_ids)
             return self._models[key]
 
+    def warm_up(self, log=print) -> None:
+        """Load the bundle's models and the test brains' embeddings now (the app calls this in the background
+        once its page is served), so the first reconstruction or retrieval a student asks for is not also the
+        one that loads torch and the weights."""
+        import time
+        t = time.time()
+        try:
+            for key in (Model.CLIP, Model.FINAL, Model.HIDDEN, Model.DECODER, Model.LOWLEVEL):
+                if key.value in self.bundle.models:
+                    self.model(key)
+            if Model.FINAL.value in self.bundle.models:
+                self.brain_embeddings("final")
+        except DataError as e:  # the tab that needs the model says so again when it is used
+            log(f"a model did not load: {e}")
+            return
+        log(f"models loaded in {time.time() - t:.1f} s")
+
     # ----------------------------------------------------------------------------------------- models
     def model_path(self, key: Model) -> Path:
         rel = self.bundle.models.get(Model(key).value)
@@ -350,7 +373,8 @@ class Engine:
         from .atomic import atomic_save
         from .data.splits import selection_split
         from .models.ridge import RidgeModel, fit_ridge
-        from .train import cache_root, clip_targets, file_sha256
+        from .bundle import cache_root
+        from .train import clip_targets, file_sha256
         with self._ridge_lock:
             if "ridge" in self._models:
                 return self._models["ridge"]
@@ -561,7 +585,7 @@ class Engine:
         ``(image_xy [n_test, 2], brain_xy [n_test, 2], from_cache)``. Fitted once per (model, target) and
         cached on disk (keyed by the embeddings themselves, so another model gets its own map)."""
         from .embedding_map import joint_umap
-        from .train import cache_root
+        from .bundle import cache_root
         if target not in ("final", "hidden"):
             raise DataError(f"UMAP target should be 'final' or 'hidden', got {target!r}")
         return joint_umap(self.test_image_embeddings(target), self.brain_embeddings(target),
@@ -604,7 +628,7 @@ class Engine:
     @property
     def evaluate_dir(self) -> Path:
         """Where the Evaluate tab's CSV files go (the project's cache; never a user-given path)."""
-        from .train import cache_root
+        from .bundle import cache_root
         return cache_root() / "evaluate"
 
     def retrieval_scores(self, with_ridge: bool = False) -> dict[str, dict]:

@@ -10,10 +10,14 @@ random weights.
 """
 from __future__ import annotations
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
-from .metrics import pixcorr, ssim, two_way_identification, two_way_per_item
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+# torch (and .metrics, which needs it) load inside the scoring functions: the app's Evaluate tab imports this
+# module for its tables while building the page, and a page should not wait for torch
 
 PAPER_FEATURE_METRICS = ("AlexNet(2)", "AlexNet(5)", "InceptionV3", "CLIP ViT-L/14", "EffNet-B", "SwAV")
 NOT_AVAILABLE = "not available"
@@ -38,16 +42,21 @@ def paper_table() -> str:
     return "\n".join([head, *(f"| {k} | " + " | ".join(v) + " |" for k, v in PAPER_ROWS.items())])
 
 
-@torch.no_grad()
+def _clip_final(clip, images):
+    """The bundle CLIP's final embeddings of ``images`` ``[N, 3, H, W]``, 100 at a time, on the CPU."""
+    import torch
+    with torch.no_grad():
+        return torch.cat([clip.final(images[i:i + 100]).float().cpu() for i in range(0, len(images), 100)])
+
+
 def per_trial_scores(recons: torch.Tensor, originals: torch.Tensor, clip=None) -> dict[str, np.ndarray]:
     """Per-image PixCorr and SSIM at the originals' size and, with ``clip``, each recon's CLIP 2-way
     identification among the others: ``{metric: [N]}``, whose means are ``evaluate_reconstructions``' numbers."""
+    from .metrics import pixcorr, ssim, two_way_per_item
     out = {"PixCorr": np.array([pixcorr(r[None], o[None]) for r, o in zip(recons, originals)]),
            "SSIM": np.array([ssim(r[None], o[None]) for r, o in zip(recons, originals)])}
     if clip is not None and len(recons) > 1:
-        f_rec = torch.cat([clip.final(recons[i:i + 100]).float().cpu() for i in range(0, len(recons), 100)])
-        f_org = torch.cat([clip.final(originals[i:i + 100]).float().cpu() for i in range(0, len(originals), 100)])
-        out["CLIP 2-way"] = two_way_per_item(f_rec, f_org)
+        out["CLIP 2-way"] = two_way_per_item(_clip_final(clip, recons), _clip_final(clip, originals))
     return out
 
 
@@ -74,11 +83,11 @@ def judge_table(judge, recons: torch.Tensor, labels: dict) -> dict:
     return out
 
 
-@torch.no_grad()
 def evaluate_reconstructions(recons: torch.Tensor, originals: torch.Tensor, clip=None, judge=None,
                              labels: dict | None = None) -> dict:
     """``recons``, ``originals``: ``[N, 3, H, W]`` in [0, 1] (any sizes; compared at the originals' size and at
     425 px). Returns an ordered dict of metric -> value (float or ``NOT_AVAILABLE``)."""
+    from .metrics import pixcorr, ssim, two_way_identification
     size = originals.shape[-1]
     out = {"n": len(recons),
            f"PixCorr ({size} px)": pixcorr(recons, originals),
@@ -86,9 +95,7 @@ def evaluate_reconstructions(recons: torch.Tensor, originals: torch.Tensor, clip
            "PixCorr (425 px)": pixcorr(recons, originals, size=425),
            "SSIM (425 px)": ssim(recons, originals, size=425)}
     if clip is not None:
-        f_rec = torch.cat([clip.final(recons[i:i + 100]).float().cpu() for i in range(0, len(recons), 100)])
-        f_org = torch.cat([clip.final(originals[i:i + 100]).float().cpu() for i in range(0, len(originals), 100)])
-        out["bundle CLIP 2-way"] = two_way_identification(f_rec, f_org)
+        out["bundle CLIP 2-way"] = two_way_identification(_clip_final(clip, recons), _clip_final(clip, originals))
     for name in PAPER_FEATURE_METRICS:
         out[name] = NOT_AVAILABLE
     if judge is not None and labels is not None:

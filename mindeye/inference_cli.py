@@ -90,7 +90,7 @@ def reconstruct_cmd(args) -> int:
 
     from .data.stream import to_model_input
     from .engine import Source
-    from .pipelines.reconstruction import check_settings
+    from .pipelines.settings import check_settings
     check_settings(args.img2img_strength, args.recons_per_sample, args.steps, args.guidance)
     e = _engine(args)
     idx = _trials(args.trials, e.n_test)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from .atomic import atomic_save
-from .bundle import PROJECT_ROOT
+from .bundle import PROJECT_ROOT, cache_root  # noqa: F401  (cache_root: also imported from here)
 from .data.errors import DataError
 from .losses import cosine_anneal, mixco, mixco_nce, soft_clip_loss
 from .metrics import n_way_top1
@@ -52,11 +51,6 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()[:16]
-
-
-def cache_root() -> Path:
-    """Where cached targets and fits live: ``$MINDEYE_CACHE_DIR``, else the project's cache/ folder."""
-    return Path(os.environ.get("MINDEYE_CACHE_DIR", PROJECT_ROOT / "cache"))
 
 
 def resolve_precision(requested: str, device_type: str) -> str:

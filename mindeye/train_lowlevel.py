@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from .bundle import PROJECT_ROOT
 from .data.errors import DataError
 from .models import autoencoder as AE
-from .train import Run, TrainConfig, cache_root
+from .bundle import cache_root
+from .train import Run, TrainConfig
 
 
 @dataclass

@@ -105,3 +105,45 @@ def test_a_training_child_killed_mid_run_leaves_a_loadable_checkpoint_and_shows_
             runs.cancel("killed")
     with pytest.raises(DataError):
         runs.start("killed", preset=None, flags={})  # the folder of a failed run is never overwritten
+
+
+def test_corrupt_model_weights_get_a_clear_error_in_the_app_and_the_cli(tiny_stack, tmp_path, capsys):
+    """A truncated .safetensors behind a bundle: the Reconstruct endpoint and the `reconstruct` CLI both say which
+    file is unreadable and what to do; the app keeps serving the tabs that do not need it."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from mindeye.bundle import Bundle
+    from mindeye.engine import Engine
+
+    from .conftest import served_app
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    src = Bundle.load(tiny_stack)
+    manifest = json.loads((Path(tiny_stack) / "bundle.json").read_text())
+    manifest["dataset"]["path"] = str(src.data_path)
+    manifest["models"] = {k: str(src.resolve(v)) for k, v in manifest["models"].items()}
+    hidden = src.resolve(manifest["models"]["mindeye_hidden"])
+    for suffix in (".safetensors", ".json"):  # a copy of the hidden model only: the shared stack stays intact
+        shutil.copy(str(hidden) + suffix, folder / f"hidden{suffix}")
+    manifest["models"]["mindeye_hidden"] = "hidden"
+    (folder / "bundle.json").write_text(json.dumps(manifest))
+    weights = folder / "hidden.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    engine = Engine(Bundle.load(folder), log=lambda *a: None)
+    with served_app(engine) as client:
+        with pytest.raises(Exception, match="unreadable weights .*truncated or not a safetensors file"):
+            client.predict(0, 0.85, 1, 5, 3.5, 0, False, api_name="/reconstruct")
+        image, caption, table = client.predict(1, api_name="/trial")  # browsing still works
+        assert caption
+    from mindeye.cli import main
+    capsys.readouterr()  # the server's log so far; what follows is the CLI's alone
+    try:
+        rc = main(["reconstruct", "--bundle", str(folder), "--subj", "1", "--recons_per_sample", "1",
+                   "--out", str(tmp_path / "out"), "--trials", "1", "--steps", "2"])
+    except SystemExit as e:
+        rc = e.code
+    assert rc not in (0, None)
+    err = capsys.readouterr().err
+    assert "unreadable weights" in err and "Traceback" not in err

@@ -44,7 +44,7 @@ def _values(v) -> list:
 
 def test_umap_lays_out_every_pair_once_and_reads_its_cache(engine, monkeypatch):
     from mindeye import embedding_map
-    from mindeye.train import cache_root
+    from mindeye.bundle import cache_root
     calls = []
     real = embedding_map.fit_umap
     monkeypatch.setattr(embedding_map, "fit_umap", lambda pts: calls.append(pts.shape) or real(pts))
@@ -83,7 +83,7 @@ def test_umap_lays_out_every_pair_once_and_reads_its_cache(engine, monkeypatch):
 def test_evaluate_scores_every_method_and_writes_the_same_numbers(engine):
     from mindeye.engine import EVAL_LOWLEVEL, Source
     from mindeye.evaluation import NOT_AVAILABLE, PAPER_FEATURE_METRICS
-    from mindeye.train import cache_root
+    from mindeye.bundle import cache_root
     seen = []
     with pytest.raises(DataError, match="number of trials should be 1-60"):
         engine.evaluate(0)

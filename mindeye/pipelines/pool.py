@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.errors import DataError
+from .pool_folders import find_pools  # noqa: F401  (re-exported)
 from .retrieval import APPROX_FROM, Retriever, build_ivf, describe_index
 
 POOL_FORMAT = 1
@@ -627,25 +628,6 @@ def default_pool(bundle) -> Path:
     raise DataError(f"bundle {bundle.name!r} names no retrieval pool and {p} does not exist: build one with "
                     f"`{BUILD_HINT}` (scenes rendered and embedded with the bundle's CLIP; about 3 minutes per "
                     "10,000 on one CPU core, --workers N for more) or pass --pool PATH_OR_URL")
-
-
-def find_pools(root: Path | str, depth: int = 2) -> list[Path]:
-    """Pool folders (``pool.json``) and clip-retrieval index folders (``image.index``) under ``root``, at most
-    ``depth`` levels down, sorted."""
-    root = Path(root)
-    found, level = [], [root] if root.is_dir() else []
-    for _ in range(depth + 1):
-        nxt = []
-        for d in level:
-            if (d / "pool.json").exists() or (d / "image.index").exists():
-                found.append(d)
-                continue
-            try:
-                nxt += [c for c in d.iterdir() if c.is_dir() and not c.name.startswith(".")]
-            except OSError:
-                continue
-        level = nxt
-    return sorted(found)
 
 
 # ----------------------------------------------------------------------------------------- building
