@@ -37,7 +37,7 @@ async function draw() {
   let geo;
   try { geo = await geometry(msg.geometry); } catch (e) { noteEl.textContent = String(e); return; }
   if (mine !== seq) return;  // a newer update arrived while the mesh was loading
-  const view = geo.views[msg.view], main = msg.panels[msg.surface];
+  const view = msg.camera, main = msg.panels[msg.surface];
   const traces = [], labels = [];
   let barShown = false;
   for (const h of ['left', 'right']) {

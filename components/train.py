@@ -183,7 +183,9 @@ def build(engine: Engine):
         names = [r.name for r in listing]
         if selected not in names:  # nothing chosen yet (a fresh page) or gone: show the newest running run
             selected = next((r.name for r in listing if r.status == "running"), names[0] if names else None)
-        dd = gr.skip() if last_shown == (names, selected) else gr.Dropdown(choices=names, value=selected)
+            dd = gr.Dropdown(choices=names, value=selected)
+        else:  # never set the value of a chosen run: a tick that read the old choice must not undo a new one
+            dd = gr.skip() if last_shown and last_shown[0] == names else gr.Dropdown(choices=names)
         if selected is None:
             empty = curves([], "")
             return dd, (names, selected), _table(listing), {}, *empty, ""

@@ -21,15 +21,16 @@ import numpy as np
 # y posterior->anterior, z inferior->superior. Medial and lateral views show one hemisphere (the other would
 # hide the medial wall, where V1 lies).
 VIEWS = {
-    "posterior": (("left", "right"), (0.0, -1.15, 0.2), (0, 0, 1)),
-    "left medial": (("left",), (1.25, -0.2, 0.1), (0, 0, 1)),
-    "right medial": (("right",), (-1.25, -0.2, 0.1), (0, 0, 1)),
-    "left lateral": (("left",), (-1.25, -0.2, 0.1), (0, 0, 1)),
-    "right lateral": (("right",), (1.25, -0.2, 0.1), (0, 0, 1)),
-    "ventral": (("left", "right"), (0.0, -0.2, -1.25), (0, 1, 0)),
-    "dorsal": (("left", "right"), (0.0, -0.2, 1.25), (0, 1, 0)),
+    "posterior": (("left", "right"), (0.0, -1.35, 0.12), (0, 0, 1)),
+    "left medial": (("left",), (1.9, -0.35, 0.1), (0, 0, 1)),
+    "right medial": (("right",), (-1.9, -0.35, 0.1), (0, 0, 1)),
+    "left lateral": (("left",), (-1.9, -0.35, 0.1), (0, 0, 1)),
+    "right lateral": (("right",), (1.9, -0.35, 0.1), (0, 0, 1)),
+    "ventral": (("left", "right"), (0.0, -0.2, -1.4), (0, 1, 0)),
+    "dorsal": (("left", "right"), (0.0, -0.2, 1.4), (0, 1, 0)),
 }
 HEMIS = ("left", "right")
+GEOMETRY_VERSION = 3  # bump when surface_geometry's output changes (it names the cached file)
 GAP_MM = 8.0  # space between the two inflated hemispheres (their inflated meshes overlap at the midline)
 
 
@@ -51,8 +52,7 @@ def surface_geometry(hemi: np.ndarray, vertex: np.ndarray) -> dict:
     from .viz import fsaverage5
     mesh, sulc = fsaverage5()
     hemi, vertex = np.asarray(hemi), np.asarray(vertex)
-    out = {"n_voxels": int(len(hemi)), "hemis": {}, "views": {k: {"hemis": list(v[0]), "eye": v[1], "up": v[2]}
-                                                               for k, v in VIEWS.items()}}
+    out = {"version": GEOMETRY_VERSION, "n_voxels": int(len(hemi)), "hemis": {}}
     parts = {h: mesh["inflated"].parts[h] for h in HEMIS}
     # move the hemispheres apart along x: the left one's right edge and the right one's left edge GAP_MM apart
     shift = {"left": -GAP_MM / 2 - parts["left"].coordinates[:, 0].max(),
@@ -76,8 +76,9 @@ def surface_geometry(hemi: np.ndarray, vertex: np.ndarray) -> dict:
             "roi": {"x": _r(lifted[:, 0]), "y": _r(lifted[:, 1]), "z": _r(lifted[:, 2]),
                     "i": local[faces[inside, 0]].tolist(), "j": local[faces[inside, 1]].tolist(),
                     "k": local[faces[inside, 2]].tolist(), "voxels": sel.tolist()},
-            "label": {"x": float(coords[:, 0].min() if h == "left" else coords[:, 0].max()),
-                      "y": float(coords[:, 1].min()), "z": float(coords[:, 2].max())},
+            # where the "L" / "R" label sits: above the hemisphere's middle, at its back
+            "label": {"x": float(np.median(coords[:, 0])), "y": float(coords[:, 1].min()),
+                      "z": float(coords[:, 2].max()) + 4.0},
         }
         flat = np.asarray(mesh["flat"].parts[h].coordinates, np.float64)[verts, :2]
         flat = flat - flat.mean(0) if len(flat) else flat
@@ -102,7 +103,7 @@ def _r(a, nd: int = 1) -> list:
 def geometry_file(hemi: np.ndarray, vertex: np.ndarray, folder: Path) -> Path:
     """``surface_geometry`` written once to ``folder/surface_<hash>.json`` (named by the voxel -> vertex map)."""
     key = hashlib.sha1(np.asarray(hemi, np.int64).tobytes() + np.asarray(vertex, np.int64).tobytes()).hexdigest()[:12]
-    path = Path(folder) / f"surface_{key}.json"
+    path = Path(folder) / f"surface_v{GEOMETRY_VERSION}_{key}.json"
     if not path.exists():
         from .atomic import atomic_save
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -154,4 +155,6 @@ def map_panels(panels: list[dict], surface: int = 0, view: str = "posterior", no
     students. The UI adds where the geometry lives (``geometry``)."""
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}; expected one of {list(VIEWS)}")
-    return {"view": view, "surface": int(surface), "panels": panels, "note": note}
+    hemis, eye, up = VIEWS[view]
+    return {"view": view, "camera": {"hemis": list(hemis), "eye": list(eye), "up": list(up)}, "surface": int(surface),
+            "panels": panels, "note": note}

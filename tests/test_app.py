@@ -64,7 +64,8 @@ def test_surface_geometry_matches_the_voxels(engine):
         seen += roi["voxels"]
     assert sorted(seen) == list(range(len(hemi)))
     assert len(g["flat"]["x"]) == len(hemi)
-    assert g["views"]["left medial"]["hemis"] == ["left"] and g["views"]["posterior"]["hemis"] == ["left", "right"]
+    assert engine.brain_view(3, view="left medial")["camera"]["hemis"] == ["left"]
+    assert engine.brain_view(3, view="posterior")["camera"]["hemis"] == ["left", "right"]
 
 
 def test_bad_views_and_maps_are_named(engine):
