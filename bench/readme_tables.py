@@ -144,7 +144,22 @@ def render_app_figures(res: dict) -> str:
     return "\n".join(lines)
 
 
-RENDERERS = {"app_figures": render_app_figures, "prior_sampling": render_prior_sampling, "retrieval_latency": render_retrieval_latency, "mindeye_table": render_mindeye_table, "simnsd_oracle": render_simnsd_oracle,
+def render_load_test(res: dict) -> str:
+    lines = ["| endpoint | requests | p50 | p95 |", "|---|---|---|---|"]
+    for name, e in res["endpoints"].items():
+        p50 = f"{e['p50_s']:.1f} s" if e["p50_s"] is not None else "-"
+        p95 = f"{e['p95_s']:.1f} s" if e["p95_s"] is not None else "-"
+        lines.append(f"| {name} | {e['requests']} | {p50} | {p95} |")
+    m = res["machine"]
+    lines += ["", f"{res['students']} simulated students (gradio_client sessions without pauses: each sends its next "
+                  f"request as soon as the last one answers) for {res['seconds']:.0f} s"
+                  + (" beside a training run" if res.get("training_run_alongside") else "")
+                  + f": {res['requests']} requests, **{res['errors']} errors**. Measured on {m['cores']} cores by "
+                  f"`bench/load_test.py`, commit {m['commit']}."]
+    return "\n".join(lines)
+
+
+RENDERERS = {"load_test": render_load_test, "app_figures": render_app_figures, "prior_sampling": render_prior_sampling, "retrieval_latency": render_retrieval_latency, "mindeye_table": render_mindeye_table, "simnsd_oracle": render_simnsd_oracle,
              "demo_preset": render_demo_preset, "recon_table": render_recon_table}
 
 

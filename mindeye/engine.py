@@ -312,7 +312,7 @@ class Engine:
             return self._models[key]
 
     def warm_up(self, log=print) -> None:
-        """Load the bundle's models and the test brains' embeddings now (the app calls this in the background
+        """Load the bundle's models and the test set's image and brain embeddings now (the app calls this in the background
         once its page is served), so the first reconstruction or retrieval a student asks for is not also the
         one that loads torch and the weights."""
         import time
@@ -321,8 +321,10 @@ class Engine:
             for key in (Model.CLIP, Model.FINAL, Model.HIDDEN, Model.DECODER, Model.LOWLEVEL):
                 if key.value in self.bundle.models:
                     self.model(key)
-            if Model.FINAL.value in self.bundle.models:
-                self.brain_embeddings("final")
+            for target, key in (("final", Model.FINAL), ("hidden", Model.HIDDEN)):  # what retrieval looks up
+                if key.value in self.bundle.models and Model.CLIP.value in self.bundle.models:
+                    self.brain_embeddings(target)
+                    self.test_image_embeddings(target)
         except DataError as e:  # the tab that needs the model says so again when it is used
             log(f"a model did not load: {e}")
             return
