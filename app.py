@@ -16,6 +16,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # small stimuli are shown scaled up to fill their box
 CSS = ".stimulus img { width: 100% !important; height: 100% !important; object-fit: contain; }"
+MAX_UPLOAD = "10mb"  # Your image's uploads; a bigger file is refused by the server with a message
 # the address as the page opened, before tab and trial events rewrite it (read by the first load event)
 HEAD = "<script>window.__initialSearch = window.location.search;</script>"
 
@@ -124,6 +125,7 @@ def main(argv=None) -> None:
     demo = build_app(engine)
     demo.launch(server_name=args.host, server_port=args.port, show_error=True, css=CSS, head=HEAD, auth=auth,
                 allowed_paths=[str(engine.evaluate_dir)],  # the Evaluate tab's CSV files
+                max_file_size=MAX_UPLOAD,
                 prevent_thread_lock=True)
     # the page is served; now load the models in the background so the first click does not wait for them
     import threading

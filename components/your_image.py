@@ -38,8 +38,15 @@ def build(engine: Engine):
     gr.Markdown(HELP)
     with gr.Row():
         with gr.Column(scale=2, min_width=340):
-            background = gr.Dropdown(list(scenes.BACKGROUNDS), value="grass", label="background")
-            rows = [c for k, d in enumerate(DEFAULTS) for c in _object_row(k, *d)]
+            source = gr.Radio(["compose a scene", "upload a picture"], value="compose a scene", label="what the brain sees")
+            with gr.Group(visible=True) as compose_box:
+                background = gr.Dropdown(list(scenes.BACKGROUNDS), value="grass", label="background")
+                rows = [c for k, d in enumerate(DEFAULTS) for c in _object_row(k, *d)]
+            with gr.Group(visible=False) as upload_box:
+                upload = gr.Image(type="numpy", sources=["upload", "clipboard"], label="your picture (up to 10 MB)",
+                                  height=220, buttons=[])
+                gr.Markdown("The early visual areas see its pixels; the higher ones see the scene the judge reads "
+                            "in it (shown under the result), since the simulated cortex knows only SimNSD's shapes.")
             with gr.Row():
                 noise = gr.Slider(0, 1, value=0.58, step=0.01, label="measurement noise", info=NOISE_INFO, scale=3)
                 seed = gr.Number(0, precision=0, label="seed", scale=1, min_width=80)
@@ -59,13 +66,19 @@ def build(engine: Engine):
                                  height=170, allow_preview=False, buttons=[])
     last = gr.State(None)
 
-    def run(bg, *args, progress=gr.Progress()):
+    def run(src, picture, bg, *args, progress=gr.Progress()):
         *obj_args, nz, sd, v = args
         objects = [dict(shape=sh, colour=co, size=si, x=x, y=y)
                    for on, sh, co, si, x, y in (obj_args[i:i + 6] for i in range(0, len(obj_args), 6)) if on]
         try:
             progress(0.05, desc="the simulated cortex looks at your scene (the first time: a few seconds to build it)")
-            resp = engine.respond(engine.compose(bg, objects), float(nz), int(sd or 0))
+            if src == "upload a picture":
+                if picture is None:
+                    raise DataError("upload a picture first (or switch back to composing a scene)")
+                scene = engine.scene_from_picture(picture)
+            else:
+                scene = engine.compose(bg, objects)
+            resp = engine.respond(scene, float(nz), int(sd or 0))
             progress(0.3, desc="MindEye decodes the response")
             rec = engine.decode(resp.betas, n=4, seed=int(sd or 0))
             ids, scores = engine.retrieve_voxels(resp.betas, k=6)
@@ -79,7 +92,7 @@ def build(engine: Engine):
         picked = img(rec.picked[0])
         thumbs = engine.data.images(ids)
         gallery = [(im, f"image {i} · {s:.2f}") for im, i, s in zip(thumbs, ids, scores)]
-        text = (f"**“{resp.caption}”** · noise ×{resp.noise:.2f} · MindEye drew 4 samples and kept the one whose "
+        text = (f"**{resp.caption}** · noise ×{resp.noise:.2f} · MindEye drew 4 samples and kept the one whose "
                 f"CLIP features best match its prediction")
         return resp.image, lowimg, picked, text, view_json, gallery, resp
 
@@ -88,6 +101,8 @@ def build(engine: Engine):
             return gr.skip()
         return brain.update(engine, engine.scene_view(resp, v))
 
-    go.click(run, [background, *rows, noise, seed, view], [seen, low, pick, caption, view_box, nearest, last],
+    source.change(lambda s: (gr.Group(visible=s != "upload a picture"), gr.Group(visible=s == "upload a picture")),
+                  source, [compose_box, upload_box], api_name=False)
+    go.click(run, [source, upload, background, *rows, noise, seed, view], [seen, low, pick, caption, view_box, nearest, last],
              api_name="your_image", concurrency_limit=1, concurrency_id="reconstruct")
     view.change(redraw, [last, view], view_box, api_name=False)

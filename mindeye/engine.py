@@ -256,6 +256,35 @@ class Engine:
         size = int(self.data.images(self.test_ids[:1]).shape[1])
         return SceneResponse(S.render(scene, size=size), scene.caption, {k: v[0] for k, v in S.labels_of([scene]).items()})
 
+    def scene_from_picture(self, picture: np.ndarray) -> SceneResponse:
+        """Any picture (uint8 ``[H, W, 3]``, or RGBA / greyscale) as a stimulus: centre-cropped square, resized to
+        the dataset's image size. The simulated cortex's early areas see its pixels; its higher areas see the
+        scene the judge reads in it (shapes, colours, positions, background; sizes taken as medium), named in
+        the caption so nobody mistakes it for the truth."""
+        from PIL import Image
+
+        from .data import scenes as S
+        a = np.asarray(picture)
+        if a.ndim == 2:
+            a = np.stack([a] * 3, -1)
+        if a.ndim != 3 or a.shape[-1] not in (3, 4) or min(a.shape[:2]) < 8:
+            raise DataError(f"expected a picture [height, width, 3] of at least 8 x 8 pixels, got shape {a.shape}")
+        a = a[..., :3].astype(np.uint8)
+        h, w = a.shape[:2]
+        side = min(h, w)
+        a = a[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
+        size = int(self.data.images(self.test_ids[:1]).shape[1])
+        image = np.array(Image.fromarray(a).resize((size, size), Image.LANCZOS))
+        if Model.JUDGE.value not in self.bundle.models:
+            raise DataError("reading a picture's objects needs the bundle's scene judge, which this bundle lacks")
+        labels = {k: np.asarray(v)[0] for k, v in self.model(Model.JUDGE).predict(image[None]).items()}
+        n = int(labels["n_objects"])
+        labels["size"] = np.where(np.arange(S.MAX_OBJECTS) < n, 1, -1).astype(np.int8)
+        objs = [S.SceneObject(int(labels["shape"][k]), int(labels["colour"][k]), 1, float(labels["x"][k]),
+                              float(labels["y"][k]), 0.0) for k in range(n)]
+        read = S.Scene(COMPOSED_SCENE_ID, int(labels["background"]), tuple(objs)).caption
+        return SceneResponse(image, f"your picture (the judge reads: {read})", labels)
+
     def respond(self, scene: SceneResponse, noise: float = 0.58, seed: int = 0) -> SceneResponse:
         """The simulated subject's response to ``scene``: betas with ``noise`` times one trial's noise (0 =
         noise-free, 0.58 = an average of 3 repetitions like the test set, 1 = one trial), and its noise-free

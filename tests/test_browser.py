@@ -88,6 +88,11 @@ def test_every_tab_works_in_a_browser(engine, browser):
             toasts(tab)
             assert f"tab={tab.lower().replace(' ', '-')}" in page.url
 
+        page.get_by_label("upload a picture").check()  # Your image's other source: the upload box shows
+        page.wait_for_selector("text=your picture (up to 10 MB)", timeout=10_000)
+        page.get_by_label("compose a scene").check()
+        toasts("Your image upload switch")
+
         page.get_by_role("tab", name="Evaluate").click()
         box = page.locator("input[type=number]").filter(visible=True).first
         box.fill("2")
@@ -109,4 +114,5 @@ def test_every_tab_works_in_a_browser(engine, browser):
                 engine.runs.cancel(r.name)
         page.close()
         demo.close()
-    assert done == ["Trials", "Reconstruct", "Retrieve", "UMAP", "Your image", "Evaluate", "Train"]
+    assert done == ["Trials", "Reconstruct", "Retrieve", "UMAP", "Your image", "Your image upload switch", "Evaluate",
+                    "Train"]

@@ -57,7 +57,7 @@ def test_noise_slider_goes_from_noise_free_to_a_single_trial(engine):
 def test_the_loop_over_http(engine):
     from .conftest import served_app
     with served_app(engine) as client:
-        out = client.predict("grass", True, "star", "red", "large", 0.3, 0.4,
+        out = client.predict("compose a scene", None, "grass", True, "star", "red", "large", 0.3, 0.4,
                              False, "circle", "blue", "medium", 0.7, 0.7,
                              False, "square", "yellow", "small", 0.7, 0.25,
                              0.58, 0, "posterior", api_name="/your_image")
@@ -65,3 +65,19 @@ def test_the_loop_over_http(engine):
     assert "red star" in caption
     assert picked and seen and len(gallery) == 6
     assert '"panels"' in view and len(view) < 300_000
+
+
+def test_an_uploaded_picture_is_read_by_the_judge_and_answered(engine):
+    """Any picture becomes a stimulus: cropped square, resized, its objects read by the judge (named in the
+    caption), answered by the simulated cortex; a wrong shape is refused with what was expected."""
+    from mindeye.data import scenes
+    wide = np.zeros((60, 140, 3), np.uint8)
+    wide[:, 40:100] = scenes.render(scenes.sample_scene(0, 5), size=60)
+    scene = engine.scene_from_picture(wide)
+    assert scene.image.shape == engine.test_trial(0).image.shape
+    assert scene.caption.startswith("your picture (the judge reads: ")
+    assert int(scene.labels["n_objects"]) >= 1 and scene.labels["size"][0] == 1
+    resp = engine.respond(scene, noise=0.0)
+    assert resp.betas.shape == (engine.data.n_voxels,) and np.isfinite(resp.betas).all()
+    with pytest.raises(DataError, match=r"expected a picture \[height, width, 3\]"):
+        engine.scene_from_picture(np.zeros((4, 4, 3), np.uint8))
