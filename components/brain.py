@@ -31,7 +31,7 @@ let seq = 0;
 async function draw() {
   const P = window.__livePlotly || (window.__livePlotly = window.Plotly);
   if (!P) { setTimeout(draw, 200); return; }
-  if (!props.value) { P.purge(box3d); P.purge(boxFlat); noteEl.textContent = ''; return; }
+  if (!props.value) { P.purge(box3d); P.purge(boxFlat); noteEl.textContent = 'The brain\'s response will appear here.'; return; }
   const mine = ++seq;
   const msg = JSON.parse(props.value);
   let geo;

@@ -23,11 +23,12 @@ DEFAULTS = (("star", "red", "large", 0.3, 0.4), ("circle", "blue", "medium", 0.7
 
 def _object_row(k: int, shape, colour, size, x, y):
     with gr.Group():
+        on = gr.Checkbox(k == 0, label=f"object {k + 1}" + (" (always in the scene)" if k == 0 else ""),
+                         interactive=k > 0)
         with gr.Row():
-            on = gr.Checkbox(k == 0, label=f"object {k + 1}", interactive=k > 0, scale=1, min_width=90)
-            sh = gr.Dropdown(list(scenes.SHAPES), value=shape, label="shape", scale=2, min_width=100)
-            co = gr.Dropdown(list(scenes.COLOUR_NAMES), value=colour, label="colour", scale=2, min_width=100)
-            si = gr.Dropdown(list(scenes.SIZES), value=size, label="size", scale=2, min_width=100)
+            sh = gr.Dropdown(list(scenes.SHAPES), value=shape, label="shape", min_width=90)
+            co = gr.Dropdown(list(scenes.COLOUR_NAMES), value=colour, label="colour", min_width=90)
+            si = gr.Dropdown(list(scenes.SIZES), value=size, label="size", min_width=90)
         with gr.Row():
             xs = gr.Slider(0.1, 0.9, value=x, step=0.01, label="x (left → right)")
             ys = gr.Slider(0.1, 0.9, value=y, step=0.01, label="y (top → bottom)")
