@@ -92,6 +92,7 @@ class Engine:
         self._models: dict = {}
         self._pipelines: dict = {}
         self._captions_lower: list[str] | None = None
+        self._geometry_file: Path | None = None
         self._lock = threading.RLock()
         self._ridge_lock = threading.Lock()
 
@@ -154,8 +155,10 @@ class Engine:
         if not self.has_surface:
             raise DataError("this dataset has no voxel -> fsaverage5 mapping, so there is no surface to draw on "
                             "(convert with --vertex_map FILE.npz to add one)")
-        g = self.data.geometry
-        return surface.geometry_file(g.hemi, g.vertex, cache_root() / "app")
+        if self._geometry_file is None or not self._geometry_file.exists():  # asked on every trial change
+            g = self.data.geometry
+            self._geometry_file = surface.geometry_file(g.hemi, g.vertex, cache_root() / "app")
+        return self._geometry_file
 
     def brain_view(self, index: int, which_map: str = MAPS[0], response: str = RESPONSES[0],
                    view: str = "posterior") -> dict:

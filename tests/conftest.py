@@ -98,3 +98,16 @@ def tiny_stack(tiny_sim, tmp_path_factory):
         (out / "bundle.json").write_text(json.dumps(manifest))
         assert main([*build, "mindeye"]) == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def stack_engine(tiny_stack, tmp_path_factory):
+    """An Engine on the tiny stack whose training runs (and their cache) live in a temporary folder."""
+    from mindeye.bundle import Bundle
+    from mindeye.engine import Engine
+    from mindeye.runs import RunManager
+    e = Engine(Bundle.load(tiny_stack), log=lambda *a: None)
+    root = tmp_path_factory.mktemp("runs")
+    e.runs = RunManager(root / "runs", bundle=tiny_stack, data_path=e.bundle.data_path,
+                        env={"OMP_NUM_THREADS": "1", "MINDEYE_CACHE_DIR": root / "cache"})
+    return e

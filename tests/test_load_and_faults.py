@@ -13,15 +13,8 @@ from mindeye.data.errors import DataError
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_stack, tmp_path_factory):
-    from mindeye.bundle import Bundle
-    from mindeye.engine import Engine
-    from mindeye.runs import RunManager
-    e = Engine(Bundle.load(tiny_stack), log=lambda *a: None)
-    root = tmp_path_factory.mktemp("runs")
-    e.runs = RunManager(root / "runs", bundle=tiny_stack, data_path=e.bundle.data_path,
-                        env={"OMP_NUM_THREADS": "1", "MINDEYE_CACHE_DIR": root / "cache"})
-    return e
+def engine(stack_engine):
+    return stack_engine
 
 
 def _rss_mb() -> float:
