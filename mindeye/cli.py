@@ -28,9 +28,9 @@ def _simulate(args) -> int:
 def _convert(args) -> int:
     from .data.nsd import convert
 
-    path = convert(args.layout, Path(args.data_path), args.subj, Path(args.out),
-                   vertex_map=Path(args.vertex_map) if args.vertex_map else None, image_size=args.image_size)
-    print(f"wrote {path}")
+    convert(args.layout, Path(args.data_path), args.subj, Path(args.out),
+            vertex_map=Path(args.vertex_map) if args.vertex_map else None, image_size=args.image_size,
+            n_voxels=args.n_voxels, overwrite=args.overwrite)
     return 0
 
 
@@ -249,8 +249,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--layout", choices=["v1", "v2"], required=True,
                    help="v1: webdataset_avg_split shards; v2: betas_all_*.hdf5 + wds behav.npy")
     c.add_argument("--data_path", required=True, help="folder holding the downloaded NSD files")
-    c.add_argument("--subj", type=int, default=1, help="NSD subject 1-8 (default: 1)")
-    c.add_argument("--out", required=True, help="canonical dataset folder to write")
+    c.add_argument("--subj", type=int, default=1, choices=range(1, 9), metavar="1-8", help="NSD subject (default: 1)")
+    c.add_argument("--out", required=True,
+                   help="canonical dataset folder to write; an existing one is refused unless it is converted NSD "
+                        "without this subject and with the same image size (the subject is added)")
+    c.add_argument("--overwrite", action="store_true",
+                   help="replace an existing OUT entirely (every subject in it), atomically, once the new data is read")
+    c.add_argument("--n_voxels", default="nsd",
+                   help="voxels per trial to insist on: 'nsd' (nsdgeneral: 15724 for subject 1 ...), a number for a "
+                        "custom ROI, or 'any' (default: nsd)")
     c.add_argument("--vertex_map", default=None,
                    help=".npz with 'hemi' [V] and 'vertex' [V] (fsaverage5) for surface plots (optional)")
     c.add_argument("--image_size", type=int, default=224, help="stored image size (default: 224)")

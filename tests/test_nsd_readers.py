@@ -61,7 +61,7 @@ def test_v1_roundtrip(tmp_path, rng):
     truth = make_v1(tmp_path / "nsd", rng)
     vmap = tmp_path / "vmap.npz"
     np.savez(vmap, hemi=np.arange(V) % 2, vertex=np.arange(V) * 3)
-    nsd.convert_v1(tmp_path / "nsd", 1, tmp_path / "out", vertex_map=vmap, image_size=32, expected_voxels=None)
+    nsd.convert_v1(tmp_path / "nsd", 1, tmp_path / "out", vertex_map=vmap, image_size=32, n_voxels="any")
     d = canonical.load_subject(tmp_path / "out", 1)
     assert d.n_voxels == V and d.n_trials == sum(len(t[1]) for t in truth.values())
     avg, ids = d.averaged("test")
@@ -81,7 +81,7 @@ def test_v1_roundtrip(tmp_path, rng):
 
 def test_v1_without_vertex_map_says_geometry_unknown(tmp_path, rng):
     make_v1(tmp_path / "nsd", rng)
-    nsd.convert_v1(tmp_path / "nsd", 1, tmp_path / "out", image_size=32, expected_voxels=None)
+    nsd.convert_v1(tmp_path / "nsd", 1, tmp_path / "out", image_size=32, n_voxels="any")
     assert not canonical.load_subject(tmp_path / "out", 1).geometry.known
 
 
@@ -98,7 +98,7 @@ def test_v1_missing_and_truncated(tmp_path, rng):
     shard = tmp_path / "nsd/webdataset_avg_split/train/train_subj01_1.tar"
     shard.write_bytes(shard.read_bytes()[:1500])
     with pytest.raises(DataError, match=r"train_subj01_1.tar: (shard ends early|not a readable tar)"):
-        nsd.convert_v1(tmp_path / "nsd", 1, tmp_path / "out", expected_voxels=None)
+        nsd.convert_v1(tmp_path / "nsd", 1, tmp_path / "out", n_voxels="any")
 
 
 def test_v1_sample_without_betas(tmp_path, rng):
@@ -106,7 +106,7 @@ def test_v1_sample_without_betas(tmp_path, rng):
                [("s1", {"jpg": _jpg(rng), "coco73k.npy": _npy(np.array([1]))})])
     _write_tar(tmp_path / "nsd/webdataset_avg_split/test/test_subj01_0.tar", [])
     with pytest.raises(DataError, match=r"sample s1 has no nsdgeneral.npy; found \['coco73k.npy', 'jpg'\]"):
-        nsd.convert_v1(tmp_path / "nsd", 1, tmp_path / "out", expected_voxels=None)
+        nsd.convert_v1(tmp_path / "nsd", 1, tmp_path / "out", n_voxels="any")
 
 
 def test_v1_nan_betas(tmp_path, rng):
@@ -115,8 +115,10 @@ def test_v1_nan_betas(tmp_path, rng):
     _write_tar(tmp_path / "nsd/webdataset_avg_split/test/test_subj01_0.tar",
                [("s9", {"jpg": _jpg(rng), "nsdgeneral.npy": _npy(vox), "coco73k.npy": _npy(np.array([9])),
                         "num_uniques.npy": _npy(np.array([3]))})])
-    with pytest.raises(DataError, match="3 trials have NaN/inf betas"):
-        nsd.convert_v1(tmp_path / "nsd", 1, tmp_path / "out", expected_voxels=None)
+    with pytest.raises(DataError, match=r"test_subj01_0.tar: sample s9: nsdgeneral.npy: 111 NaN/inf values "
+                                        r"\(repetition\(s\) \[0, 1, 2\]\)"):
+        nsd.convert_v1(tmp_path / "nsd", 1, tmp_path / "out", n_voxels="any")
+    assert not (tmp_path / "out").exists()  # nothing is written before every input is read
 
 
 def make_v2(root, rng, subj=1, n_vox=V):
@@ -141,7 +143,7 @@ def make_v2(root, rng, subj=1, n_vox=V):
 def test_v2_roundtrip(tmp_path, rng):
     (tmp_path / "nsd").mkdir()
     betas, plan = make_v2(tmp_path / "nsd", rng)
-    nsd.convert_v2(tmp_path / "nsd", 1, tmp_path / "out", image_size=16, expected_voxels=None)
+    nsd.convert_v2(tmp_path / "nsd", 1, tmp_path / "out", image_size=16, n_voxels="any")
     d = canonical.load_subject(tmp_path / "out", 1)
     assert d.n_trials == 30
     all_b = d.betas()
@@ -165,7 +167,7 @@ def test_v2_errors(tmp_path, rng):
         nsd.convert_v2(tmp_path / "nsd", 2, tmp_path / "out")
     (tmp_path / "nsd" / "betas_all_subj01_fp32_renorm.hdf5").write_bytes(b"\x89HDF garbage")
     with pytest.raises(DataError, match=r"betas_all_subj01_fp32_renorm.hdf5: not a readable HDF5 file"):
-        nsd.convert_v2(tmp_path / "nsd", 1, tmp_path / "out", expected_voxels=None)
+        nsd.convert_v2(tmp_path / "nsd", 1, tmp_path / "out", n_voxels="any")
 
 
 def test_bad_vertex_map(tmp_path, rng):
@@ -173,9 +175,122 @@ def test_bad_vertex_map(tmp_path, rng):
     vmap = tmp_path / "vmap.npz"
     np.savez(vmap, hemi=np.zeros(5), vertex=np.zeros(5))
     with pytest.raises(DataError, match=r"vertex should have shape \(37,\) \(one per voxel\), found \(5,\)|hemi should"):
-        nsd.convert_v1(tmp_path / "nsd", 1, tmp_path / "out", vertex_map=vmap, expected_voxels=None)
+        nsd.convert_v1(tmp_path / "nsd", 1, tmp_path / "out", vertex_map=vmap, n_voxels="any")
 
 
 def test_unknown_layout(tmp_path):
     with pytest.raises(DataError, match="unknown layout 'v3'"):
         nsd.convert("v3", tmp_path, 1, tmp_path)
+
+
+def _cut_last_sample(shard):
+    """Rewrite a shard without its last sample and without tar's end-of-archive marker: what a download cut
+    exactly at a sample boundary leaves."""
+    with tarfile.open(shard) as tf:
+        members = tf.getmembers()
+    last_key = members[-1].name.partition(".")[0]
+    keep = [m for m in members if m.name.partition(".")[0] != last_key]
+    end = keep[-1].offset_data + ((keep[-1].size + 511) // 512) * 512
+    shard.write_bytes(shard.read_bytes()[:end])
+    return last_key
+
+
+def test_v1_shard_cut_at_a_sample_boundary(tmp_path, rng):
+    make_v1(tmp_path / "nsd", rng)
+    shard = tmp_path / "nsd/webdataset_avg_split/train/train_subj01_1.tar"
+    _cut_last_sample(shard)
+    with pytest.raises(DataError, match=r"train_subj01_1.tar: shard has no end-of-archive marker .*last sample read: "
+                                        r"s000106"):
+        nsd.convert_v1(tmp_path / "nsd", 1, tmp_path / "out", n_voxels="any")
+
+
+def test_v1_totals_checked_against_metadata(tmp_path, rng, capsys):
+    make_v1(tmp_path / "nsd", rng)
+    base = tmp_path / "nsd/webdataset_avg_split"
+    (base / "metadata_subj01.json").write_text('{"totals": {"train": 8, "val": 2, "test": 3}}')
+    nsd.convert_v1(tmp_path / "nsd", 1, tmp_path / "ok", n_voxels="any")
+    assert "sample totals checked against webdataset_avg_split/metadata_subj01.json" in capsys.readouterr().out
+    # a shard that is a valid tar but holds one sample fewer than the metadata says
+    shard = base / "train/train_subj01_1.tar"
+    with tarfile.open(shard) as tf:
+        members = [(m.name, tf.extractfile(m).read()) for m in tf.getmembers()]
+    keys = sorted({n.partition(".")[0] for n, _ in members})
+    _write_tar(shard, [(k, {n.partition(".")[2]: b for n, b in members if n.startswith(k)}) for k in keys[:-1]])
+    with pytest.raises(DataError, match=r"train: metadata 8, shards 7\); samples per train shard: "
+                                        r"\{'train_subj01_0.tar': 4, 'train_subj01_1.tar': 3\}"):
+        nsd.convert_v1(tmp_path / "nsd", 1, tmp_path / "out", n_voxels="any")
+
+
+def test_v1_without_metadata_says_so_and_checks_shard_numbering(tmp_path, rng, capsys):
+    make_v1(tmp_path / "nsd", rng)
+    nsd.convert_v1(tmp_path / "nsd", 1, tmp_path / "out", n_voxels="any")
+    assert "no webdataset_avg_split/metadata_subj01.json: sample totals not checked" in capsys.readouterr().out
+    (tmp_path / "nsd/webdataset_avg_split/train/train_subj01_0.tar").unlink()
+    with pytest.raises(DataError, match=r"train shards are numbered 0-1 but \[0\] are missing"):
+        nsd.convert_v1(tmp_path / "nsd", 1, tmp_path / "out2", n_voxels="any")
+
+
+def test_existing_output_is_refused_unless_overwrite(tmp_path, rng):
+    make_v1(tmp_path / "nsd", rng)
+    out = tmp_path / "out"
+    nsd.convert_v1(tmp_path / "nsd", 1, out, image_size=32, n_voxels="any")
+    with pytest.raises(DataError, match=r"already holds subject 1; pass --overwrite"):
+        nsd.convert_v1(tmp_path / "nsd", 1, out, image_size=16, n_voxels="any")
+    assert canonical.load_subject(out, 1).images([100]).shape[1] == 32  # untouched
+    nsd.convert_v1(tmp_path / "nsd", 1, out, image_size=16, n_voxels="any", overwrite=True)
+    assert canonical.load_subject(out, 1).images([100]).shape[1] == 16
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no temp folders left
+    # another subject may join a converted folder with the same image size, not with another one
+    make_v1(tmp_path / "nsd", rng, subj=2)
+    with pytest.raises(DataError, match=r"its images are 16 px, this conversion asks for 32 px"):
+        nsd.convert_v1(tmp_path / "nsd", 2, out, image_size=32, n_voxels="any")
+    nsd.convert_v1(tmp_path / "nsd", 2, out, image_size=16, n_voxels="any")
+    assert canonical.load_subject(out, 1).n_trials and canonical.load_subject(out, 2).n_trials
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match=r"other: exists and is not a converted dataset \(holds \['notes.txt'\]\)"):
+        nsd.convert_v1(tmp_path / "nsd", 1, tmp_path / "other", n_voxels="any")
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
+def test_custom_roi_voxel_count(tmp_path, rng):
+    make_v1(tmp_path / "nsd", rng)
+    with pytest.raises(DataError, match=r"expected 36 nsdgeneral voxels for subject 1, found 37 \(a custom ROI\? "
+                                        r"pass --n_voxels 37"):
+        nsd.convert_v1(tmp_path / "nsd", 1, tmp_path / "out", n_voxels=36)
+    nsd.convert_v1(tmp_path / "nsd", 1, tmp_path / "out", n_voxels=37)
+    with pytest.raises(DataError, match=r"n_voxels should be a positive integer, 'nsd' or 'any'; found 'lots'"):
+        nsd.convert_v1(tmp_path / "nsd", 1, tmp_path / "out2", n_voxels="lots")
+
+
+def test_sessions_from_trial_numbers(tmp_path, rng, capsys):
+    """Sessions are trial // 750 where trial.npy lists the presentation; where it lists only the first one, the
+    others' session is unknown and the summary says how many."""
+    base = tmp_path / "nsd/webdataset_avg_split"
+    vox = rng.standard_normal((3, V)).astype(np.float32)
+    s_full = {"jpg": _jpg(rng), "nsdgeneral.npy": _npy(vox), "coco73k.npy": _npy(np.array([5])),
+              "trial.npy": _npy(np.array([10, 800, 2300])), "num_uniques.npy": _npy(np.array([3]))}
+    s_first = {"jpg": _jpg(rng), "nsdgeneral.npy": _npy(vox), "coco73k.npy": _npy(np.array([6])),
+               "trial.npy": _npy(np.array([1600])), "num_uniques.npy": _npy(np.array([3]))}
+    _write_tar(base / "train/train_subj01_0.tar", [("a", s_full), ("b", s_first)])
+    _write_tar(base / "test/test_subj01_0.tar", [("c", s_full | {"coco73k.npy": _npy(np.array([7]))})])
+    nsd.convert_v1(tmp_path / "nsd", 1, tmp_path / "out", n_voxels="any")
+    assert "2 of 9 trials have no trial number in trial.npy" in capsys.readouterr().out
+    d = canonical.load_subject(tmp_path / "out", 1)
+    assert d.session[d.image_id == 5].tolist() == [0, 1, 3]
+    assert d.session[d.image_id == 6].tolist() == [2, -1, -1]
+    _write_tar(base / "train/train_subj01_0.tar", [("a", s_full | {"trial.npy": _npy(np.array([10, 800, 31000]))})])
+    with pytest.raises(DataError, match=r"train_subj01_0.tar: sample a: trial.npy: trial number 31000 is outside "
+                                        r"0-29999; expected NSD's 0-based trial index"):
+        nsd.convert_v1(tmp_path / "nsd", 1, tmp_path / "out2", n_voxels="any")
+
+
+def test_v2_nan_names_shard_and_sample(tmp_path, rng):
+    (tmp_path / "nsd").mkdir()
+    betas, _ = make_v2(tmp_path / "nsd", rng)
+    betas[7, 3] = np.nan
+    with h5py.File(tmp_path / "nsd" / "betas_all_subj01_fp32_renorm.hdf5", "w") as f:
+        f["betas"] = betas
+    with pytest.raises(DataError, match=r"train/0.tar: sample t00007: its betas \(row 7 of "
+                                        r"betas_all_subj01_fp32_renorm.hdf5\) have NaN/inf values"):
+        nsd.convert_v2(tmp_path / "nsd", 1, tmp_path / "out", n_voxels="any")
