@@ -1,7 +1,7 @@
 """`python -m mindeye <command>`: the command-line face of the engine.
 
 Commands: simulate (SimNSD), convert (real NSD layouts -> canonical), download (public NSD copies), train,
-train-lowlevel, reconstruct, evaluate, retrieve (large-pool retrieval), index (build a pool), build-demo (train
+ridge (the linear baseline), train-lowlevel, reconstruct, evaluate, retrieve (large-pool retrieval), index (build a pool), build-demo (train
 the shipped demo vision stack).
 """
 from __future__ import annotations
@@ -61,25 +61,51 @@ def _build_demo(args) -> int:
     return 0
 
 
-def train_config_from_args(args):
-    """TrainConfig from parsed flags; a preset fills in what the command line left at its default."""
+def explicit_train_flags(argv: list[str]) -> set[str]:
+    """The ``train`` flags (dest names) that ``argv`` gives, whatever their value."""
+    p = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    add_train_flags(p, defaults=False)
+    given, _ = p.parse_known_args(argv)
+    return set(vars(given))
+
+
+def train_config_from_args(args, argv: list[str]):
+    """TrainConfig from parsed ``train`` flags; a preset fills only the flags ``argv`` (the command line after
+    ``train``) does not give, even one given at its default value (``--preset demo --hidden``)."""
     import dataclasses
 
     from .train_config import PRESETS, TrainConfig
 
     values = {k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
     if args.preset:
-        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-        for k, v in PRESETS[args.preset].items():
-            if values.get(k) == defaults.get(k):
-                values[k] = v
+        given = explicit_train_flags(argv)
+        values.update({k: v for k, v in PRESETS[args.preset].items() if k not in given})
     return TrainConfig(**values)
+
+
+def parse_train(argv: list[str]):
+    """``python -m mindeye train ARGV`` -> TrainConfig, as the command would run it."""
+    args = build_parser().parse_args(["train", *argv])
+    return train_config_from_args(args, argv)
 
 
 def _train(args) -> int:
     from .train import train
 
-    train(train_config_from_args(args))
+    train(train_config_from_args(args, args.argv))
+    return 0
+
+
+def _ridge(args) -> int:
+    import json
+
+    from .baselines import ridge_run
+
+    metrics = ridge_run(data_path=args.data_path, subj=args.subj, hidden=args.hidden, clip_variant=args.clip_variant,
+                        norm_embs=args.norm_embs, vd_cache_dir=args.vd_cache_dir, bundle=args.bundle, out=args.out,
+                        model_name=args.model_name)
+    if args.json:
+        print(json.dumps(metrics))
     return 0
 
 
@@ -135,8 +161,9 @@ def add_lowlevel_flags(t: argparse.ArgumentParser) -> None:
     t.add_argument("--max_steps", type=int, default=None)
 
 
-def add_train_flags(t: argparse.ArgumentParser) -> None:
-    """The seed's Train_MindEye.py flags (same names, defaults and help), then ours."""
+def add_train_flags(t: argparse.ArgumentParser, defaults: bool = True) -> None:
+    """The seed's Train_MindEye.py flags (same names, defaults and help), then ours. ``defaults``: fill in
+    TrainConfig's defaults (off only to learn which flags a command line gives)."""
     B = argparse.BooleanOptionalAction
     t.add_argument("--model_name", type=str,
                    help="name of model, used for ckpt saving and wandb logging (if enabled)")
@@ -162,7 +189,9 @@ def add_train_flags(t: argparse.ArgumentParser) -> None:
     t.add_argument("--prior", action=B,
                    help="if False, will only use CLIP loss and ignore diffusion prior")
     t.add_argument("--v2c", action=B, help="if False, will only use diffusion prior loss")
-    t.add_argument("--plot_umap", action=B, help="Plot UMAP plots alongside reconstructions")
+    t.add_argument("--plot_umap", action=B,
+                   help="Plot UMAP plots alongside reconstructions (here: umap.png in the run folder at the end, the "
+                        "test images' CLIP embeddings and their brain predictions on one UMAP)")
     t.add_argument("--lr_scheduler_type", type=str, choices=["cycle", "linear"])
     t.add_argument("--ckpt_saving", action=B)
     t.add_argument("--ckpt_interval", type=int, help="save backup ckpt and reconstruct every x epochs")
@@ -172,12 +201,14 @@ def add_train_flags(t: argparse.ArgumentParser) -> None:
     t.add_argument("--seed", type=int)
     t.add_argument("--max_lr", type=float)
     t.add_argument("--n_samples_save", type=int, choices=[0, 1],
-                   help="Number of reconstructions for monitoring progress, 0 will speed up training")
+                   help="Number of reconstructions for monitoring progress, 0 will speed up training (1 is refused "
+                        "here: reconstruct from the run's checkpoint with `python -m mindeye reconstruct`)")
     t.add_argument("--use_projector", action=B,
                    help="Additional MLP after the main MLP so model can separately learn a way to minimize NCE "
                         "from prior loss (BYOL)")
     t.add_argument("--vd_cache_dir", type=str,
-                   help="Where is cached Versatile Diffusion model; if not cached will download to this path")
+                   help="Where is cached Versatile Diffusion model (here: its folder or a Hugging Face cache holding "
+                        "it; nothing is downloaded). With ViT-L/14 targets its image_encoder/ is the CLIP")
     # ours
     t.add_argument("--bundle", help="bundle folder naming dataset and CLIP (default: assets/demo)")
     t.add_argument("--out", help="runs folder; the run goes to OUT/MODEL_NAME (default: train_logs)")
@@ -224,7 +255,8 @@ def add_train_flags(t: argparse.ArgumentParser) -> None:
     import dataclasses
 
     from .train_config import TrainConfig
-    t.set_defaults(**{f.name: f.default for f in dataclasses.fields(TrainConfig)})
+    if defaults:
+        t.set_defaults(**{f.name: f.default for f in dataclasses.fields(TrainConfig)})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -272,6 +304,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_flags(t)
     t.set_defaults(func=_train)
 
+    rd = sub.add_parser("ridge", help="fit the ridge baseline (closed form, alpha by CV) on a train target's flags, "
+                                      "scored with MindEye's retrieval code")
+    B = argparse.BooleanOptionalAction
+    rd.add_argument("--model_name", default="ridge", help="the run folder's name under --out (default: ridge)")
+    rd.add_argument("--data_path", default=None, help="dataset folder (default: the bundle's dataset)")
+    rd.add_argument("--subj", type=int, default=1, choices=range(1, 9), metavar="1-8", help="subject (default: 1)")
+    rd.add_argument("--hidden", action=B, default=True,
+                    help="the last hidden layer's tokens as target (as train --hidden); --no-hidden: the final embedding")
+    rd.add_argument("--clip_variant", choices=["ViT-L/14", "SceneCLIP"], default=None,
+                    help="default: ViT-L/14 for NSD, the bundle's SceneCLIP for SimNSD")
+    rd.add_argument("--norm_embs", action=B, default=True, help="normalise the targets as train does")
+    rd.add_argument("--vd_cache_dir", default=None, help="Versatile Diffusion folder whose image_encoder/ is ViT-L/14")
+    rd.add_argument("--bundle", default=None, help="bundle folder (default: assets/demo)")
+    rd.add_argument("--out", default="train_logs", help="runs folder (default: train_logs)")
+    rd.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    rd.set_defaults(func=_ridge)
+
     lo = sub.add_parser("train-lowlevel", help="train the low-level voxel -> VAE latent model, as train_autoencoder.py")
     add_lowlevel_flags(lo)
     lo.set_defaults(func=_train_lowlevel)
@@ -310,7 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .data.errors import DataError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv[1:]  # the command's own flags (a preset fills only the ones not given)
     try:
         return args.func(args)
     except DataError as e:

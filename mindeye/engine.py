@@ -77,8 +77,11 @@ class Engine:
         self.bundle = bundle
         if not canonical.subject_file(bundle.data_path, bundle.subject).exists():
             if bundle.dataset_kind != "simnsd" or not simulate_if_missing:
+                if not (bundle.data_path / "dataset.json").exists():
+                    raise DataError(canonical.not_a_dataset(bundle.data_path))
                 raise DataError(f"{canonical.subject_file(bundle.data_path, bundle.subject)}: not found; "
-                                f"convert your NSD download first (python -m mindeye convert ...)")
+                                f"convert subject {bundle.subject} of your NSD download first (python -m mindeye "
+                                f"convert --subj {bundle.subject} ...)")
             from .data.simnsd import SimConfig, simulate
 
             log(f"SimNSD subject {bundle.subject} not found in {bundle.data_path}: simulating it (about a minute)")

@@ -313,7 +313,7 @@ class RunManager:
         if args.model_name != name or Path(args.out) != self.root:  # nothing above may have moved the run's folder
             raise DataError(f"the extra flags may not change the run's name or folder (got {args.model_name!r} in {args.out})")
         from .cli import train_config_from_args
-        cfg = train_config_from_args(args)
+        cfg = train_config_from_args(args, argv)
         subjects = self.subjects()
         if subjects and cfg.subj not in subjects:
             raise DataError(f"subject {cfg.subj} is not in the dataset {self.data_path} (it has subjects {subjects})")

@@ -74,9 +74,40 @@ def load_embedder(variant: str, bundle, vd_cache_dir=None, device="cpu"):
         return SceneCLIP.load(PROJECT_ROOT / path if not Path(path).is_absolute() else path, device=device)
     if variant == "ViT-L/14":
         from .models.embedders import HFClipEmbedder
+        if vd_cache_dir:  # Versatile Diffusion's image_encoder is OpenAI's CLIP ViT-L/14 vision tower
+            from .models.decoder import resolve_vd_folder
+            folder = Path(vd_cache_dir)
+            encoder = folder / "image_encoder" if (folder / "image_encoder").is_dir() \
+                else resolve_vd_folder(folder) / "image_encoder"
+            return HFClipEmbedder.from_pretrained(encoder, device=device)
         return HFClipEmbedder.from_pretrained("openai/clip-vit-large-patch14", device=device)
     raise DataError(f"clip_variant {variant!r} is not available here; expected 'ViT-L/14' or 'SceneCLIP' "
                     "(the seed's RN50 / ViT-B/32 / RN50x64 final-layer variants are not wired up)")
+
+
+def resolve_subject(data_path, subj: int, bundle, log=print):
+    """The subject to train on: ``data_path`` (a converted or simulated dataset; never simulated into), else the
+    bundle's dataset, simulated on first use when it is the bundle's own SimNSD folder."""
+    from .data.canonical import load_subject
+    if data_path:
+        return load_subject(Path(data_path), subj)
+    path = bundle.data_path
+    if bundle.dataset_kind == "simnsd" and not (path / "dataset.json").exists():
+        from .data.simnsd import SimConfig, simulate
+        simulate(path, SimConfig(subj=subj, seed=bundle.seed), log=log)
+    return load_subject(path, subj)
+
+
+def target_variant(clip_variant: str | None, subject) -> str:
+    """The CLIP whose embeddings are the targets: as asked, else by the dataset trained on (not the bundle):
+    NSD -> ViT-L/14, SimNSD -> the bundle's SceneCLIP."""
+    return clip_variant or ("SceneCLIP" if subject.manifest.get("dataset") == "SimNSD" else "ViT-L/14")
+
+
+def target_tag(fingerprint: str, variant: str, clip_sha256: str, hidden: bool, norm_embs: bool) -> str:
+    """Cache key of a dataset's CLIP targets: data, CLIP (and its weights), layer and normalisation."""
+    return (f"{fingerprint}_{variant.replace('/', '-')}{clip_sha256[:8]}_{'hidden' if hidden else 'final'}"
+            f"{'' if norm_embs else '_raw'}")
 
 
 def _augment_views(images: np.ndarray, n: int, seed: int) -> list[torch.Tensor]:
@@ -132,7 +163,6 @@ class Run:
     def __init__(self, cfg: TrainConfig, log=print):
         from accelerate import Accelerator
         from .bundle import DEMO_BUNDLE, Bundle
-        from .data.canonical import load_subject
 
         self.cfg, self.log = cfg, log
         if cfg.wandb_log:
@@ -141,29 +171,26 @@ class Run:
             except ImportError as e:
                 raise DataError("--wandb_log needs the wandb package (pip install wandb); it is optional and "
                                 "not installed here") from e
+        if cfg.n_samples_save:
+            raise DataError("--n_samples_save 1 (reconstructions while training) is not done by this trainer: "
+                            "reconstruct from the run's checkpoint instead (python -m mindeye reconstruct "
+                            "--model_name RUN_FOLDER), or leave it at 0")
         if cfg.lr_scheduler_type not in ("cycle", "linear"):
             raise DataError(f"--lr_scheduler_type should be 'cycle' or 'linear', found {cfg.lr_scheduler_type!r}")
         self.bundle = Bundle.load(cfg.bundle or DEMO_BUNDLE)
+        self.subject = resolve_subject(cfg.data_path, cfg.subj, self.bundle, log)
+        variant = self.variant = target_variant(cfg.clip_variant, self.subject)
         if cfg.train_reps not in ("single", "subset"):
             raise DataError(f"--train_reps should be 'single' or 'subset', found {cfg.train_reps!r}")
         if cfg.init_scope not in ("trunk", "model"):
             raise DataError(f"--init_scope should be 'trunk' or 'model', found {cfg.init_scope!r}")
-        if cfg.data_path:
-            data_path = Path(cfg.data_path)
-        else:
-            data_path = self.bundle.data_path
-            if self.bundle.dataset_kind == "simnsd" and not (data_path / "dataset.json").exists():
-                from .data.simnsd import SimConfig, simulate
-                simulate(data_path, SimConfig(subj=cfg.subj, seed=self.bundle.seed), log=log)
-        self.subject = load_subject(data_path, cfg.subj)
-        variant = cfg.clip_variant or ("SceneCLIP" if self.bundle.dataset_kind == "simnsd" else "ViT-L/14")
-        self.variant = variant
 
         device = cfg.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.precision = resolve_precision(cfg.mixed_precision, device)
-        self.acc = Accelerator(mixed_precision=self.precision, cpu=device == "cpu")
+        self.acc = Accelerator(mixed_precision=self.precision, cpu=device == "cpu",
+                               log_with="wandb" if cfg.wandb_log else None)
         self.device = self.acc.device
 
         # -- data: train (fit), val (model selection: best.pth), test (reported, never used to choose).
@@ -226,6 +253,9 @@ class Run:
         elif self.acc.is_main_process:
             self.dir.mkdir(parents=True, exist_ok=True)
             (self.dir / "metrics.jsonl").unlink(missing_ok=True)
+        if cfg.wandb_log:  # through Accelerate's trackers: only the main process logs
+            self.acc.init_trackers(cfg.wandb_project, config={**dataclasses.asdict(cfg), "clip_variant": variant},
+                                   init_kwargs={"wandb": {"name": cfg.model_name}})
         if self.acc.is_main_process:
             (self.dir / "config.json").write_text(json.dumps({**dataclasses.asdict(cfg), "clip_variant": variant,
                                                               "mixed_precision": self.precision,
@@ -241,8 +271,8 @@ class Run:
         if self.variant == "SceneCLIP":  # targets change whenever the CLIP is retrained
             self.data_info["clip_sha256"] = file_sha256(Path(embedder.folder) / "model.safetensors")
         cache = cache_root() / "clip_targets"
-        tag = (f"{self.fingerprint}_{self.variant.replace('/', '-')}{self.data_info.get('clip_sha256', '')[:8]}_"
-               f"{'hidden' if cfg.hidden else 'final'}{'' if cfg.norm_embs else '_raw'}")
+        tag = target_tag(self.fingerprint, self.variant, self.data_info.get("clip_sha256", ""), cfg.hidden,
+                         cfg.norm_embs)
         train = clip_targets(embedder, s.images(self.train_ids), cfg.hidden, cfg.norm_embs, cache,
                              f"{tag}_train_aug{int(cfg.use_image_aug)}", cfg.use_image_aug, cfg.n_aug_views,
                              log=self.log)
@@ -339,6 +369,18 @@ class Run:
         if self.acc.is_main_process:
             with open(self.dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(rec) + "\n")
+        if self.cfg.wandb_log:
+            self.acc.log({k: v for k, v in rec.items() if isinstance(v, (int, float))}, step=self.global_step)
+
+    def plot_umap(self) -> Path:
+        """``umap.png`` in the run folder: one UMAP of the test set's CLIP targets and the model's predictions
+        for them (V1's --plot_umap); near pairs mean the brain lands where the image is."""
+        from .embedding_map import joint_umap
+        from .viz import umap_png
+        pred = self.predict(self.test_betas).cpu()
+        image_xy, brain_xy, _ = joint_umap(self.test_targets, pred, cache_root() / "umap", log=self.log)
+        return umap_png(image_xy, brain_xy, self.dir / "umap.png",
+                        title=f"{self.cfg.model_name}: test images (CLIP) and their brain predictions")
 
     # -- one step
     def _batch(self, idx: np.ndarray, rng: np.random.Generator):
@@ -486,6 +528,10 @@ class Run:
             self.save("last.pth")
             if cfg.save_at_end:
                 self.save("best.pth")
+        if cfg.plot_umap and self.acc.is_main_process:
+            self.log(f"UMAP written to {self.plot_umap()}")
+        if cfg.wandb_log:
+            self.acc.end_training()
         self.acc.wait_for_everyone()
         return result
 

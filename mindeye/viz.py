@@ -124,3 +124,29 @@ def embedding_map_figure(image_xy: np.ndarray, brain_xy: np.ndarray, groups: lis
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, title="UMAP 1")
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, title="UMAP 2", scaleanchor="x")
     return fig
+
+
+def umap_png(image_xy: np.ndarray, brain_xy: np.ndarray, path, title: str = ""):
+    """A still of a joint 2-D map (seen images as circles, their brain predictions as crosses, pairs joined),
+    written atomically to ``path`` (PNG); for run folders, where no browser is at hand."""
+    from pathlib import Path
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
+
+    from .atomic import atomic_save
+    fig, ax = plt.subplots(figsize=(6, 6), dpi=120)
+    ax.add_collection(LineCollection(np.stack([image_xy, brain_xy], 1), colors=(0.5, 0.5, 0.5, 0.3), linewidths=0.5))
+    ax.scatter(image_xy[:, 0], image_xy[:, 1], s=10, marker="o", label="seen image (CLIP)")
+    ax.scatter(brain_xy[:, 0], brain_xy[:, 1], s=10, marker="x", label="predicted from the brain")
+    ax.set_xticks([]), ax.set_yticks([])
+    ax.set_xlabel("UMAP 1"), ax.set_ylabel("UMAP 2")
+    ax.legend(loc="best", fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    atomic_save(fig, Path(path), lambda f, tmp: f.savefig(tmp, format="png"))
+    plt.close(fig)
+    return Path(path)

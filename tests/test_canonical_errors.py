@@ -18,7 +18,7 @@ def copy(tiny_sim, tmp_path):
 
 
 def test_missing_dataset_manifest(tmp_path):
-    with pytest.raises(DataError, match="dataset.json: no dataset manifest"):
+    with pytest.raises(DataError, match="no dataset.json, so not a canonical dataset"):
         canonical.load_subject(tmp_path, 1)
 
 

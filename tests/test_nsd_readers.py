@@ -35,12 +35,12 @@ def _write_tar(path, samples):
                 tf.addfile(info, io.BytesIO(blob))
 
 
-def make_v1(root, rng, subj=1, n_vox=V):
-    """V1 layout: 2 train shards (+val, +test); test images carry 3 reps."""
+def make_v1(root, rng, subj=1, n_vox=V, per_shard=(4, 2, 3)):
+    """V1 layout: 2 train shards (+val, +test) of ``per_shard`` samples; test images carry 3 reps."""
     base = root / "webdataset_avg_split"
     truth = {}
     coco = 100
-    for split, shards, per in (("train", 2, 4), ("val", 1, 2), ("test", 1, 3)):
+    for (split, shards), per in zip((("train", 2), ("val", 1), ("test", 1)), per_shard):
         for k in range(shards):
             samples = []
             for s in range(per):
@@ -53,7 +53,7 @@ def make_v1(root, rng, subj=1, n_vox=V):
                 truth[coco] = (split, vox[:nu], trials[:nu])
                 coco += 1
             _write_tar(base / split / f"{split}_subj{subj:02d}_{k}.tar", samples)
-    np.save(root / "COCO_73k_annots_curated.npy", np.array([[f"caption {i}", ""] for i in range(200)], dtype=object))
+    np.save(root / "COCO_73k_annots_curated.npy", np.array([[f"caption {i}", ""] for i in range(1000)], dtype=object))
     return truth
 
 

@@ -159,11 +159,14 @@ def test_exported_model_loads_and_refuses_other_data(tiny_bundle, tmp_path):
 
 
 def test_demo_preset_fills_defaults_but_not_explicit_flags():
-    from mindeye.cli import build_parser, train_config_from_args
-    cfg = train_config_from_args(build_parser().parse_args(["train", "--preset", "demo", "--num_epochs", "3"]))
+    from mindeye.cli import parse_train
+    cfg = parse_train(["--preset", "demo", "--num_epochs", "3"])
     assert cfg.num_epochs == 3  # explicit flag wins
     assert cfg.hidden is False and cfg.prior is False and cfg.hidden_dim == 512 and cfg.log_every == 5
-    plain = train_config_from_args(build_parser().parse_args(["train"]))
+    # a flag given at its default value is still given: the preset does not override it
+    both = parse_train(["--preset", "demo", "--hidden", "--hidden_dim", "4096", "--prior"])
+    assert both.hidden is True and both.hidden_dim == 4096 and both.prior is True and both.batch_size == 64
+    plain = parse_train([])
     assert plain.num_epochs == 240 and plain.hidden and plain.prior and plain.max_lr == 3e-4  # V1 defaults
 
 

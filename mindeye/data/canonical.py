@@ -136,11 +136,30 @@ def write_subject(root: Path, subj: int, betas: np.ndarray, image_id: np.ndarray
 
 # ----------------------------------------------------------------------------------------------- reading
 
+def not_a_dataset(root: Path) -> str:
+    """Why ``root`` is not a canonical dataset, and the command that makes one from what it holds."""
+    root = Path(root)
+    if not root.exists():
+        return (f"{root}: no such folder; expected a converted dataset (python -m mindeye convert ... --out {root}) "
+                f"or a simulated one (python -m mindeye simulate --out {root})")
+    if not root.is_dir():
+        return f"{root}: a file, not a dataset folder"
+    if (root / "webdataset_avg_split").is_dir():
+        layout = "v1"
+    elif any(root.glob("betas_all_subj0*_fp32_renorm.hdf5")):
+        layout = "v2"
+    else:
+        return (f"{root}: no dataset.json, so not a canonical dataset; expected a folder written by "
+                f"`python -m mindeye convert` or `python -m mindeye simulate`")
+    return (f"{root}: this is an unconverted NSD download ({layout.upper()} layout); convert it once, then point "
+            f"--data_path at the result: python -m mindeye convert --layout {layout} --data_path {root} --subj 1 "
+            f"--out data/nsd")
+
+
 def read_manifest(root: Path) -> dict:
     path = Path(root) / "dataset.json"
     if not path.exists():
-        raise DataError(f"{path}: no dataset manifest; expected a canonical dataset folder "
-                        f"(run `python -m mindeye simulate` or `python -m mindeye convert`)")
+        raise DataError(not_a_dataset(Path(root)))
     try:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as e:

@@ -57,8 +57,11 @@ class HFClipEmbedder:
             model = CLIPVisionModelWithProjection.from_pretrained(str(name_or_path), cache_dir=cache_dir,
                                                                   local_files_only=True)
         except OSError as e:
-            raise DataError(f"{name_or_path}: no local CLIP vision weights (expected a transformers "
-                            f"CLIPVisionModelWithProjection folder or a cached hub copy; {str(e)[:200]})") from e
+            raise DataError(f"{name_or_path}: no local CLIP vision weights. Expected a transformers "
+                            f"CLIPVisionModelWithProjection folder, e.g. Versatile Diffusion's image_encoder/ "
+                            f"(train --vd_cache_dir VD_FOLDER), or a copy of openai/clip-vit-large-patch14 in the "
+                            f"Hugging Face cache (nothing is downloaded here: HF_HUB_OFFLINE=1). "
+                            f"transformers said: {type(e).__name__}: {e}") from e
         return cls(model, model.config.image_size, device, dtype)
 
     @property
