@@ -23,7 +23,8 @@ def build_from_config(cfg: dict, data: dict):
         c, h, _ = data["target_shape"]
         up = tuple(cfg["upsampler_channels"])
         return Voxel2VAE(LowLevelConfig(n_voxels=data["n_voxels"], hidden=cfg["hidden_dim"], n_blocks=cfg["n_blocks"],
-                                        use_cont=False, map_channels=cfg["map_channels"], map_size=h // 4,
+                                        use_cont=cfg.get("maps_projector", False), map_channels=cfg["map_channels"],
+                                        map_size=h // 4, proj_dim=cfg.get("maps_proj_dim", 512),
                                         block_out_channels=up, norm_num_groups=min(32, min(up)), latent_channels=c))
     tokens, dim = data["target_shape"]
     v2c = BrainNetwork(Voxel2ClipConfig(n_voxels=data["n_voxels"], hidden=cfg["hidden_dim"], n_blocks=cfg["n_blocks"],
@@ -35,7 +36,12 @@ def build_from_config(cfg: dict, data: dict):
     return DiffusionPrior(PriorConfig(dim=dim, depth=cfg["prior_depth"], heads=cfg["prior_heads"],
                                       dim_head=cfg["prior_dim_head"], num_tokens=tokens,
                                       rotary_dim=min(32, cfg["prior_dim_head"]),
-                                      brain_pos_emb=cfg.get("prior_brain_pos", False)), voxel2clip=v2c)
+                                      brain_pos_emb=cfg.get("prior_brain_pos", False),
+                                      # released V1 files: the 1x768 prior is dalle2's network over 1000 steps
+                                      network=cfg.get("prior_network", "versatile"),
+                                      timesteps=cfg.get("prior_timesteps", PriorConfig.timesteps),
+                                      max_text_len=cfg.get("prior_max_text_len", PriorConfig.max_text_len)),
+                          voxel2clip=v2c)
 
 
 def export_run(run_dir: Path, stem: Path, which: str = "best.pth", dtype=torch.float16) -> dict:
@@ -44,6 +50,9 @@ def export_run(run_dir: Path, stem: Path, which: str = "best.pth", dtype=torch.f
     from .atomic import atomic_save
     from .train import load_checkpoint
     run_dir = Path(run_dir)
+    if run_dir.suffix == ".pth" and run_dir.is_file():  # a released V1 file rather than a run folder
+        from .v1_checkpoints import export_v1
+        return export_v1(run_dir, stem, dtype=dtype)
     path = run_dir / which if (run_dir / which).exists() else run_dir / "last.pth"
     ck = load_checkpoint(path)
     sd = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in ck["model_state_dict"].items()
@@ -110,9 +119,12 @@ def load_any(path: Path | str, expect: dict | None = None, device="cpu"):
     if path.is_dir() or path.suffix == ".pth":
         ck_path = path if path.suffix == ".pth" else (path / "best.pth" if (path / "best.pth").exists() else path / "last.pth")
         ck = load_checkpoint(ck_path, expect=expect)
-        if "config" not in ck or "data" not in ck:
-            raise DataError(f"{ck_path}: a checkpoint without this project's 'config' and 'data' records (a released "
-                            "V1 file?): it cannot be rebuilt from its own metadata")
+        if "config" not in ck or "data" not in ck:  # a released V1 file: rebuilt from its keys and shapes
+            from .v1_checkpoints import check_expect, load_v1_state_dict
+            v1 = load_v1_state_dict(ck.get("model_state_dict", ck), device=device, source=ck_path)
+            check_expect(ck_path, v1.data, expect)
+            return v1.model.eval(), {"config": v1.config, "data": v1.data, "checkpoint": ck_path.name,
+                                     "epoch": ck.get("epoch"), "v1_kind": v1.kind}
         model = build_from_config(ck["config"], ck["data"])
         model.load_state_dict(ck["model_state_dict"])
         return model.to(device).eval(), {"config": ck["config"], "data": ck["data"], "checkpoint": ck_path.name,

@@ -1,7 +1,7 @@
 """`python -m mindeye <command>`: the command-line face of the engine.
 
 Commands: simulate (SimNSD), convert (real NSD layouts -> canonical), download (public NSD copies), train,
-ridge (the linear baseline), train-lowlevel, reconstruct, evaluate, retrieve (large-pool retrieval), index (build a pool), build-demo (train
+ridge (the linear baseline), import-v1 (released checkpoints), train-lowlevel, reconstruct, evaluate, retrieve (large-pool retrieval), index (build a pool), build-demo (train
 the shipped demo vision stack).
 """
 from __future__ import annotations
@@ -106,6 +106,15 @@ def _ridge(args) -> int:
                         model_name=args.model_name)
     if args.json:
         print(json.dumps(metrics))
+    return 0
+
+
+def _import_v1(args) -> int:
+    from .v1_checkpoints import export_v1
+
+    meta = export_v1(Path(args.ckpt), Path(args.out), subject=args.subj, trust_pickle=args.trust_pickle)
+    print(f"{args.ckpt}: MindEye V1 {meta['v1_kind']} ({meta['data']['n_voxels']} voxels -> "
+          f"{' x '.join(map(str, meta['data']['target_shape']))}) written to {args.out}.safetensors + .json")
     return 0
 
 
@@ -320,6 +329,16 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--out", default="train_logs", help="runs folder (default: train_logs)")
     rd.add_argument("--json", action="store_true", help="print the metrics as JSON")
     rd.set_defaults(func=_ridge)
+
+    iv = sub.add_parser("import-v1", help="a released MindEye V1 checkpoint (either prior or the autoencoder) -> the "
+                                          ".safetensors + .json pair bundles and the engine load")
+    iv.add_argument("--ckpt", required=True, help="the released .pth (e.g. prior_257_final_subj01_bimixco_softclip_byol/last.pth)")
+    iv.add_argument("--out", required=True, help="output stem: writes OUT.safetensors (fp16) and OUT.json")
+    iv.add_argument("--subj", type=int, default=1, choices=range(1, 9), metavar="1-8",
+                    help="the subject the file was trained on (the released files: 1)")
+    iv.add_argument("--trust_pickle", action="store_true",
+                    help="load a .pth that holds more than tensors (a pickle can run code: only for files you trust)")
+    iv.set_defaults(func=_import_v1)
 
     lo = sub.add_parser("train-lowlevel", help="train the low-level voxel -> VAE latent model, as train_autoencoder.py")
     add_lowlevel_flags(lo)

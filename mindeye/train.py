@@ -536,13 +536,26 @@ class Run:
         return result
 
 
-def load_checkpoint(path: Path, expect: dict | None = None) -> dict:
-    """Load a checkpoint; a truncated file or one for another subject / voxel layout is a clear error."""
+def load_checkpoint(path: Path, expect: dict | None = None, trust_pickle: bool = False) -> dict:
+    """Load a checkpoint; a truncated file or one for another subject / voxel layout is a clear error.
+
+    ``.pth`` files are pickles, which can run code when loaded. They are read with ``weights_only=True`` (tensors,
+    numbers, strings, lists and dicts only): this project's checkpoints and MindEye V1's released ones need no
+    more. ``trust_pickle`` lifts that for a file that holds other objects, when you trust where it came from."""
+    import pickle
     path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such checkpoint file")
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
+        ck = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except pickle.UnpicklingError as e:
+        if "weights_only" not in str(e).lower() and "weights only" not in str(e).lower():
+            raise DataError(f"{path}: not a readable checkpoint (UnpicklingError: {str(e)[:300]})") from e
+        raise DataError(f"{path}: holds Python objects beyond tensors, numbers and strings, so it was not loaded "
+                        f"(a .pth file is a pickle and can run code). If you trust where it came from, load it with "
+                        f"trust_pickle=True (CLI: --trust_pickle). torch said: {str(e).splitlines()[0][:300]}") from e
     except Exception as e:
-        raise DataError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e)[:200]})") from e
+        raise DataError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e)[:300]})") from e
     if not isinstance(ck, dict) or "model_state_dict" not in ck:
         raise DataError(f"{path}: expected a dict with model_state_dict, found {type(ck).__name__}"
                         + (f" with keys {sorted(ck)[:8]}" if isinstance(ck, dict) else ""))

@@ -1,5 +1,6 @@
-"""Diffusion prior of MindEye V1 (257x768 "VersatileDiffusionPriorNetwork" variant), written from the
-key/shape description in ``docs/v1_checkpoints.md``.
+"""Diffusion prior of MindEye V1, written from the key/shape description in ``docs/v1_checkpoints.md``: the
+257x768 "VersatileDiffusionPriorNetwork" (``PriorNetwork``) and the final-layer 1x768 prior's dalle2
+``DiffusionPriorNetwork`` (``Dalle2PriorNetwork``, ``PriorConfig.v1_final()``).
 
 ``DiffusionPrior(...).state_dict()`` at V1 sizes has exactly the key order and shapes of the released
 ``prior_257_final_subj01_bimixco_softclip_byol`` checkpoint: 13 ``noise_scheduler.*`` buffers, then ``net.*``,
@@ -42,6 +43,19 @@ class PriorConfig:
     # Ours, off in V1: add ``learned_query`` (the positional embedding of the noisy image tokens) to the brain tokens
     # too, so attention can pair image token i with brain token i by position. Adds no parameters.
     brain_pos_emb: bool = False
+    # "versatile": V1's 257-token network (PriorNetwork); "dalle2": dalle2-pytorch's DiffusionPriorNetwork, which
+    # V1's final-layer (1 x 768) prior used (Dalle2PriorNetwork: causal, normformer, a learned time embedding table)
+    network: str = "versatile"
+    max_text_len: int = 256  # dalle2 only: null text-encoding tokens that lead its sequence
+    attn_dropout: float = 0.0
+    ff_dropout: float = 0.0
+
+    @classmethod
+    def v1_final(cls, **overrides) -> "PriorConfig":
+        """The released 1 x 768 prior's network: dalle2 DiffusionPriorNetwork(dim 768, depth 12, heads 12, dim_head
+        64, ff_mult 4, 1000 timesteps, normformer, rotary, final_proj, norm_out, dropouts 0.05)."""
+        return cls(**{**dict(dim=768, depth=12, heads=12, dim_head=64, num_tokens=1, timesteps=1000, network="dalle2",
+                             attn_dropout=0.05, ff_dropout=0.05), **overrides})
 
 
 # ----------------------------------------------------------------------------------------------- building blocks
@@ -135,9 +149,11 @@ class Attention(nn.Module):
     """Pre-norm multi-query attention: ``heads`` query heads, one shared k/v head of ``dim_head``, a learned null
     key/value prepended, cosine-similarity logits scaled by ``cosine_sim_scale``. Non-causal."""
 
-    def __init__(self, dim, heads, dim_head, rotary: RotaryEmbedding | None, cosine_sim_scale=16.0):
+    def __init__(self, dim, heads, dim_head, rotary: RotaryEmbedding | None, cosine_sim_scale=16.0, causal=False,
+                 dropout=0.0):
         super().__init__()
-        self.heads, self.scale = heads, cosine_sim_scale
+        self.heads, self.scale, self.causal = heads, cosine_sim_scale, causal
+        self.dropout = nn.Dropout(dropout)
         self.null_kv = nn.Parameter(torch.randn(2, dim_head))
         self.norm = GainLayerNorm(dim)
         self.to_q = nn.Linear(dim, heads * dim_head, bias=False)
@@ -158,7 +174,11 @@ class Attention(nn.Module):
         sim = torch.einsum("bhid,bjd->bhij", q, k) * self.scale
         if attn_bias is not None:
             sim = sim + attn_bias
-        attn = sim.softmax(dim=-1, dtype=torch.float32).to(q.dtype)
+        if self.causal:  # query i sees the null key and tokens 0..i
+            i, j = sim.shape[-2:]
+            sim = sim.masked_fill(torch.ones(i, j, dtype=torch.bool, device=sim.device).triu(j - i + 1),
+                                  -torch.finfo(sim.dtype).max)
+        attn = self.dropout(sim.softmax(dim=-1, dtype=torch.float32).to(q.dtype))
         out = torch.einsum("bhij,bjd->bhid", attn, v)
         return self.to_out(out.transpose(1, 2).flatten(2))
 
@@ -169,11 +189,13 @@ class SwiGLU(nn.Module):
         return x * F.silu(gate)
 
 
-def feed_forward(dim: int, mult: int = 4, dropout: float = 0.0) -> nn.Sequential:
-    """Indices 0 norm, 1 Linear(dim, 2*mult*dim), 2 SwiGLU, 3 Identity, 4 Dropout, 5 Linear(mult*dim, dim)."""
+def feed_forward(dim: int, mult: int = 4, dropout: float = 0.0, post_activation_norm: bool = False) -> nn.Sequential:
+    """Indices 0 norm, 1 Linear(dim, 2*mult*dim), 2 SwiGLU, 3 Identity (or, normformer, a LayerNorm of the
+    activations), 4 Dropout, 5 Linear(mult*dim, dim)."""
     inner = dim * mult
     return nn.Sequential(
-        GainLayerNorm(dim), nn.Linear(dim, inner * 2, bias=False), SwiGLU(), nn.Identity(),
+        GainLayerNorm(dim), nn.Linear(dim, inner * 2, bias=False), SwiGLU(),
+        GainLayerNorm(inner) if post_activation_norm else nn.Identity(),
         nn.Dropout(dropout), nn.Linear(inner, dim, bias=False),
     )
 
@@ -183,10 +205,12 @@ class Transformer(nn.Module):
         super().__init__()
         self.rel_pos_bias = RelativePositionBias(cfg.heads, cfg.rel_pos_buckets, cfg.rel_pos_max_distance)
         rotary = RotaryEmbedding(min(cfg.rotary_dim, cfg.dim_head))  # shared by all layers
+        dalle2 = cfg.network == "dalle2"  # causal, with normformer's extra norm in the feed-forward
         self.layers = nn.ModuleList(
             nn.ModuleList([
-                Attention(cfg.dim, cfg.heads, cfg.dim_head, rotary, cfg.cosine_sim_scale),
-                feed_forward(cfg.dim, cfg.ff_mult),
+                Attention(cfg.dim, cfg.heads, cfg.dim_head, rotary, cfg.cosine_sim_scale, causal=dalle2,
+                          dropout=cfg.attn_dropout),
+                feed_forward(cfg.dim, cfg.ff_mult, cfg.ff_dropout, post_activation_norm=dalle2),
             ])
             for _ in range(cfg.depth)
         )
@@ -248,6 +272,63 @@ class PriorNetwork(nn.Module):
         return self.causal_transformer(tokens)[:, -self.config.num_tokens:]
 
 
+class _AddTokenAxis(nn.Module):
+    """``[B, D]`` -> ``[B, 1, D]`` (dalle2's ``Rearrange('b (n d) -> b n d', n=1)``; no parameters)."""
+
+    def forward(self, x):
+        return x.unsqueeze(1)
+
+
+class Dalle2PriorNetwork(nn.Module):
+    """dalle2-pytorch's ``DiffusionPriorNetwork`` as V1's final-layer prior configured it (one image, text and
+    time embedding each, no text encodings), written from its state-dict layout and published behaviour.
+
+    Sequence: ``[null text encodings (max_text_len), brain (1), time (1), noisy image (1), learned query (1)]``
+    through a causal transformer; the learned query's output is the predicted clean image embedding. The brain
+    embedding fills dalle2's "text embedding" slot (``BrainDiffusionPriorOld``). Conditioning dropout swaps in
+    ``null_text_embeds`` (brain) and ``null_image_embed``. Keys, order and shapes match the released
+    ``prior_1x768_final_subj01_bimixco_softclip_byol`` checkpoint's ``net.*``."""
+
+    def __init__(self, config: PriorConfig):
+        super().__init__()
+        cfg = self.config = config
+        d = cfg.dim
+        if cfg.num_tokens != 1:
+            raise ValueError(f"the dalle2 prior network predicts one embedding, not {cfg.num_tokens} tokens")
+        # registration order is the checkpoint's: own parameters first, then to_time_embeds, causal_transformer
+        self.learned_query = nn.Parameter(torch.randn(d))
+        self.null_text_encodings = nn.Parameter(torch.randn(1, cfg.max_text_len, d))
+        self.null_text_embeds = nn.Parameter(torch.randn(1, 1, d))
+        self.null_image_embed = nn.Parameter(torch.randn(1, d))
+        self.to_time_embeds = nn.Sequential(nn.Embedding(cfg.timesteps, d), _AddTokenAxis())
+        self.causal_transformer = Transformer(cfg)
+
+    def forward(self, image_embed, timesteps, brain_embed, brain_cond_drop_prob=0.0, image_cond_drop_prob=0.0,
+                generator=None):
+        """image_embed ``[B, 1, D]`` or ``[B, D]`` (noisy), timesteps ``[B]`` (integers), brain_embed alike ->
+        the predicted clean embedding, in the input's shape."""
+        squeeze = image_embed.ndim == 2
+        image_embed = image_embed.reshape(len(image_embed), 1, -1)
+        brain_embed = brain_embed.reshape(len(brain_embed), 1, -1)
+        b, dev, dtype = image_embed.shape[0], image_embed.device, image_embed.dtype
+
+        def keep(p):
+            if p <= 0:
+                return torch.ones(b, 1, 1, dtype=torch.bool, device=dev)
+            if p >= 1:
+                return torch.zeros(b, 1, 1, dtype=torch.bool, device=dev)
+            r = torch.rand(b, generator=generator, device=dev if generator is None else generator.device)
+            return (r.to(dev) >= p).view(b, 1, 1)
+
+        brain_embed = torch.where(keep(brain_cond_drop_prob), brain_embed, self.null_text_embeds.to(dtype))
+        image_embed = torch.where(keep(image_cond_drop_prob), image_embed, self.null_image_embed.to(dtype)[:, None])
+        time = self.to_time_embeds(timesteps.long()).to(dtype)
+        tokens = torch.cat((self.null_text_encodings.to(dtype).expand(b, -1, -1), brain_embed, time, image_embed,
+                            self.learned_query.to(dtype).expand(b, 1, -1)), dim=1)
+        pred = self.causal_transformer(tokens)[:, -1:]
+        return pred[:, 0] if squeeze else pred
+
+
 # ------------------------------------------------------------------------------------------------- noise schedule
 _SCHEDULE_NAMES = (
     "betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",
@@ -300,7 +381,9 @@ class DiffusionPrior(nn.Module):
         self.config = config or PriorConfig()
         # registration order fixes state_dict order: noise_scheduler.*, net.*, voxel2clip.*
         self.noise_scheduler = NoiseSchedule(self.config.timesteps)
-        self.net = PriorNetwork(self.config)
+        if self.config.network not in ("versatile", "dalle2"):
+            raise ValueError(f"unknown prior network {self.config.network!r}; expected 'versatile' or 'dalle2'")
+        self.net = Dalle2PriorNetwork(self.config) if self.config.network == "dalle2" else PriorNetwork(self.config)
         self.voxel2clip = voxel2clip
         self.embed_scale = (
             self.config.dim ** 0.5 if self.config.image_embed_scale is None else self.config.image_embed_scale
