@@ -398,10 +398,28 @@ class Run:
     def _contrastive(self, proj, target, epoch, perm=None, betas=None):
         p = F.normalize(proj.flatten(1), dim=-1)
         t = F.normalize(target.flatten(1), dim=-1)
+        world = self.acc.num_processes
+        if world > 1:
+            p, t, perm, betas = self._global_batch(p, t, perm, betas)
         if epoch < int(self.cfg.mixup_pct * self.cfg.num_epochs):
-            return mixco_nce(p, t, temp=0.006, perm=perm, betas=betas)
-        k = min(epoch - int(self.cfg.mixup_pct * self.cfg.num_epochs), len(self.soft_temps) - 1)
-        return soft_clip_loss(p, t, temp=self.soft_temps[k])
+            loss = mixco_nce(p, t, temp=0.006, perm=perm, betas=betas)
+        else:
+            k = min(epoch - int(self.cfg.mixup_pct * self.cfg.num_epochs), len(self.soft_temps) - 1)
+            loss = soft_clip_loss(p, t, temp=self.soft_temps[k])
+        # each process's gradient reaches only its own rows; DDP averages over processes, so scale the gradient
+        # (not the value) by the number of processes: the sum is then the gradient of the global-batch loss
+        return loss if world == 1 else loss + (world - 1) * (loss - loss.detach())
+
+    def _global_batch(self, p, t, perm, betas):
+        """The contrastive loss over every process's batch, as one process with the whole batch would see it:
+        other processes' rows are gathered (without gradient) around this process's own rows (with it)."""
+        rank, n = self.acc.process_index, len(p)
+        others = self.acc.gather(p.detach())
+        p = torch.cat([others[:rank * n], p, others[(rank + 1) * n:]])
+        t = self.acc.gather(t)
+        if perm is not None:  # MixCo's partners are rows of the local batch: index them globally
+            perm, betas = self.acc.gather(perm + rank * n), self.acc.gather(betas)
+        return p, t, perm, betas
 
     def train_step(self, vox, target, epoch, g):
         cfg = self.cfg
