@@ -2,6 +2,8 @@
 the low-level picture img2img starts from, the ridge baseline through the same decoder, and scores."""
 from __future__ import annotations
 
+import time
+
 import gradio as gr
 import numpy as np
 
@@ -48,6 +50,30 @@ def _scores(engine: Engine, index: int, picked) -> str:
     return "\n\n".join(rows)
 
 
+class _Cancelled(Exception):
+    pass
+
+
+class CancelBox:
+    """Cancel requests per browser session. A run notes when it started; a cancel after that stops it at its
+    next denoising step (the worker thread stops, not only the page's wait), one before it is ignored."""
+
+    def __init__(self):
+        self._at: dict[str, float] = {}
+
+    def cancel(self, session: str) -> None:
+        self._at[session] = time.monotonic()
+
+    def steps(self, session: str, started: float, progress_tqdm):
+        """Wrap the decoder's step iterator: progress as before, and a stop when this session cancels."""
+        def wrap(it):
+            for x in progress_tqdm(it):
+                if self._at.get(session, -1.0) > started:
+                    raise _Cancelled
+                yield x
+        return wrap
+
+
 def build(engine: Engine):
     n = engine.n_test
     gr.Markdown(HELP)
@@ -62,7 +88,9 @@ def build(engine: Engine):
             seed = gr.Number(value=0, precision=0, label="seed")
             with_ridge = gr.Checkbox(value=False, label="also decode with ridge (its first use fits it: a few "
                                      "minutes on a laptop, then cached)")
-    go = gr.Button("reconstruct", variant="primary")
+    with gr.Row():
+        go = gr.Button("reconstruct", variant="primary", scale=4)
+        stop = gr.Button("cancel", variant="stop", scale=1)
     with gr.Row():
         seen = gr.Image(buttons=IMAGE_BUTTONS, label="seen image", type="numpy", interactive=False, height=200, elem_classes="stimulus")
         low = gr.Image(buttons=IMAGE_BUTTONS, label="low-level picture (img2img start)", type="numpy", interactive=False, height=200,
@@ -72,8 +100,12 @@ def build(engine: Engine):
     gallery = gr.Gallery(buttons=IMAGE_BUTTONS, label="all MindEye samples", columns=8, height="auto", object_fit="contain")
     scores = gr.Markdown()
 
-    def run(i, s, k, st, g, sd, rdg, progress=gr.Progress(track_tqdm=False)):
+    box = CancelBox()
+
+    def run(i, s, k, st, g, sd, rdg, request: gr.Request, progress=gr.Progress(track_tqdm=False)):
         from mindeye.data.errors import DataError
+        session, started = getattr(request, "session_hash", None) or "?", time.monotonic()
+        steps_of = box.steps(session, started, lambda it: progress.tqdm(it, desc="denoising"))
         try:
             i, k, st, sd = int(i), int(k), int(st), int(sd if sd is not None else 0)
         except (TypeError, ValueError):
@@ -82,14 +114,17 @@ def build(engine: Engine):
             t = engine.test_trial(i)
             progress(0, desc="drawing MindEye's samples")
             r = engine.reconstruct([i], Source.MINDEYE, strength=float(s), n=k, steps=st, guidance=float(g), seed=sd,
-                                   progress=lambda it: progress.tqdm(it, desc="denoising"))
+                                   progress=steps_of)
             rimg = None
             if rdg:
                 progress(0, desc="drawing ridge's reconstruction")
                 rimg = _img(engine.reconstruct([i], Source.RIDGE, strength=float(s), n=1, steps=st, guidance=float(g),
-                                               seed=sd).picked[0])
+                                               seed=sd, progress=steps_of).picked[0])
         except DataError as e:
             raise gr.Error(str(e)) from None
+        except _Cancelled:
+            gr.Info("reconstruction cancelled")
+            return (gr.skip(),) * 6
         best = int(r.best[0])
         gal = [(_img(x), ("★ pick · " if j == best else "") + f"match {r.selection_scores[0, j]:.3f}")
                for j, x in enumerate(r.samples[0])]
@@ -99,4 +134,10 @@ def build(engine: Engine):
     go.click(run, [index, strength, samples, steps, guidance, seed, with_ridge],
              [seen, low, pick, ridge, gallery, scores], api_name="reconstruct", concurrency_limit=1,
              concurrency_id="reconstruct")  # one diffusion run at a time, shared with the Your image tab
+
+    def cancel(request: gr.Request):
+        box.cancel(getattr(request, "session_hash", None) or "?")
+
+    # not queued behind the run it cancels; the run stops at its next denoising step and frees the queue slot
+    stop.click(cancel, None, None, api_name="reconstruct_cancel", queue=False)
     return index

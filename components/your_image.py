@@ -11,14 +11,35 @@ from mindeye.engine import VIEWS, Engine
 
 from . import IMAGE_BUTTONS, brain
 
-HELP = ("**What am I looking at?** Build a picture from shapes and colours. The simulated visual cortex "
+HELP = ("**What am I looking at?** Build a picture from shapes and colours (or draw or upload one). The simulated visual cortex "
         "\"looks\" at it and responds, voxel by voxel, with as much measurement noise as you choose (0 is a "
         "perfect brain scanner; 1 is one real-looking trial). MindEye then sees only that response and tries to "
         "draw the picture back, and to find the test images it is most like. Try moving an object to the "
         "other side, or turning the noise up: what survives?")
+SOURCES = ("compose a scene", "draw a picture", "upload a picture")
 NOISE_INFO = "0 = noise-free · 0.58 = an average of 3 repetitions (like the test set) · 1 = a single trial"
 DEFAULTS = (("star", "red", "large", 0.3, 0.4), ("circle", "blue", "medium", 0.72, 0.7),
             ("square", "yellow", "small", 0.7, 0.25))
+
+
+def _hex(rgb) -> str:
+    return "#%02x%02x%02x" % tuple(int(c) for c in rgb)
+
+
+def drawing(value):
+    """The Sketchpad's picture (its composite, transparent parts on white) as uint8 ``[H, W, 3]``, or None."""
+    if value is None:
+        return None
+    img = value.get("composite") if isinstance(value, dict) else value
+    if img is None:
+        return None
+    img = np.asarray(img)
+    if img.ndim == 3 and img.shape[-1] == 4:
+        alpha = img[..., 3:4].astype(np.float32) / 255
+        img = (img[..., :3] * alpha + 255 * (1 - alpha)).astype(np.uint8)
+    if img.ndim != 3 or not (img[..., :3] < 250).any():
+        return None  # nothing drawn yet
+    return img[..., :3]
 
 
 def _object_row(k: int, shape, colour, size, x, y):
@@ -39,10 +60,15 @@ def build(engine: Engine):
     gr.Markdown(HELP)
     with gr.Row():
         with gr.Column(scale=2, min_width=340):
-            source = gr.Radio(["compose a scene", "upload a picture"], value="compose a scene", label="what the brain sees")
+            source = gr.Radio(SOURCES, value=SOURCES[0], label="what the brain sees")
             with gr.Group(visible=True) as compose_box:
                 background = gr.Dropdown(list(scenes.BACKGROUNDS), value="grass", label="background")
                 rows = [c for k, d in enumerate(DEFAULTS) for c in _object_row(k, *d)]
+            with gr.Group(visible=False) as draw_box:
+                sketch = gr.Sketchpad(type="numpy", image_mode="RGB", canvas_size=(320, 320), fixed_canvas=True,
+                                      height=340, label="draw with SimNSD's colours (a filled blob reads best)",
+                                      brush=gr.Brush(default_size=18, colors=[_hex(c) for c in scenes.COLOURS.values()],
+                                                     color_mode="fixed"), layers=False, buttons=[], elem_id="sketch")
             with gr.Group(visible=False) as upload_box:
                 upload = gr.Image(type="numpy", sources=["upload", "clipboard"], label="your picture (up to 10 MB)",
                                   height=220, buttons=[])
@@ -67,7 +93,7 @@ def build(engine: Engine):
                                  height=170, allow_preview=False, buttons=[])
     last = gr.State(None)
 
-    def run(src, picture, bg, *args, progress=gr.Progress()):
+    def run(src, picture, drawn, bg, *args, progress=gr.Progress()):
         *obj_args, nz, sd, v = args
         objects = [dict(shape=sh, colour=co, size=si, x=x, y=y)
                    for on, sh, co, si, x, y in (obj_args[i:i + 6] for i in range(0, len(obj_args), 6)) if on]
@@ -77,6 +103,11 @@ def build(engine: Engine):
                 if picture is None:
                     raise DataError("upload a picture first (or switch back to composing a scene)")
                 scene = engine.scene_from_picture(picture)
+            elif src == "draw a picture":
+                drawn = drawing(drawn)
+                if drawn is None:
+                    raise DataError("draw something first: pick a colour and paint a shape on the canvas")
+                scene = engine.scene_from_picture(drawn)
             else:
                 scene = engine.compose(bg, objects)
             resp = engine.respond(scene, float(nz), int(sd or 0))
@@ -102,8 +133,8 @@ def build(engine: Engine):
             return gr.skip()
         return brain.update(engine, engine.scene_view(resp, v))
 
-    source.change(lambda s: (gr.Group(visible=s != "upload a picture"), gr.Group(visible=s == "upload a picture")),
-                  source, [compose_box, upload_box], api_name=False)
-    go.click(run, [source, upload, background, *rows, noise, seed, view], [seen, low, pick, caption, view_box, nearest, last],
+    source.change(lambda s: tuple(gr.Group(visible=s == name) for name in SOURCES), source,
+                  [compose_box, draw_box, upload_box], api_name=False)
+    go.click(run, [source, upload, sketch, background, *rows, noise, seed, view], [seen, low, pick, caption, view_box, nearest, last],
              api_name="your_image", concurrency_limit=1, concurrency_id="reconstruct")
     view.change(redraw, [last, view], view_box, api_name=False)

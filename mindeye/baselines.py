@@ -52,7 +52,7 @@ def ridge_noise_free_ceiling(subject, train_targets: torch.Tensor, test_targets:
     return {**retrieval_report(model.predict(x_test), test_targets.flatten(1)), "alpha": model.alpha}
 
 
-def ridge_run(data_path=None, subj: int = 1, hidden: bool = True, clip_variant: str | None = None,
+def ridge_run(data_path=None, subj: int | None = None, hidden: bool = True, clip_variant: str | None = None,
               norm_embs: bool = True, vd_cache_dir=None, bundle=None, out="train_logs", model_name: str = "ridge",
               log=print) -> dict:
     """``python -m mindeye ridge``: the ridge baseline as a run. Voxels (repetition-averaged per train image) ->
@@ -64,12 +64,13 @@ def ridge_run(data_path=None, subj: int = 1, hidden: bool = True, clip_variant: 
     from pathlib import Path
 
     from .atomic import atomic_save
-    from .bundle import DEMO_BUNDLE, PROJECT_ROOT, Bundle, cache_root
+    from .bundle import DEMO_BUNDLE, Bundle, cache_root, under_work_root
     from .data.splits import selection_split
     from .metrics import N_WAY
     from .train import clip_targets, file_sha256, load_embedder, resolve_subject, target_tag, target_variant
 
     b = Bundle.load(bundle or DEMO_BUNDLE)
+    subj = b.subject if subj is None else subj
     subject = resolve_subject(data_path, subj, b, log)
     variant = target_variant(clip_variant, subject)
     embedder = load_embedder(variant, b, vd_cache_dir)
@@ -94,8 +95,7 @@ def ridge_run(data_path=None, subj: int = 1, hidden: bool = True, clip_variant: 
                "test": retrieval_report(model.predict(test_b), test_t.flatten(1), n=n_way(len(test_t))),
                "n_way": {"val": n_way(len(val_t)), "test": n_way(len(test_t))},
                "data": {"fingerprint": subject.fingerprint(), "dataset": subject.manifest.get("dataset")}}
-    folder = Path(out) / model_name
-    folder = folder if folder.is_absolute() else PROJECT_ROOT / folder
+    folder = under_work_root(Path(out) / model_name)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_save(model.state_dict(), folder / "ridge.pt", torch.save)
     atomic_save(metrics, folder / "metrics.json", lambda m, p: Path(p).write_text(json.dumps(m, indent=1)))

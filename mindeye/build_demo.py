@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from .bundle import PROJECT_ROOT
+from .bundle import PROJECT_ROOT, cache_root
 from .data.errors import DataError
 
 STAGES = ("clip", "vae", "vae_decoder", "judge", "decoder", "mindeye")
@@ -73,7 +73,8 @@ def finished_run(run_dir: Path, kw: dict) -> bool:
         return False
     import dataclasses
 
-    from .train import TrainConfig, load_checkpoint
+    from .checkpoints import load_checkpoint
+    from .train import TrainConfig
     try:
         ck = load_checkpoint(path)
     except Exception:
@@ -176,7 +177,7 @@ def build_demo(out: Path, stages=STAGES, work: Path | None = None, seed: int = 0
     from .models.scene_clip import SceneCLIP, train_scene_clip
 
     out = Path(out)
-    work = Path(work) if work else PROJECT_ROOT / "cache" / "build"
+    work = Path(work) if work else cache_root() / "build"
     work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     logf = open(work / "build_log.jsonl", "a")

@@ -15,10 +15,25 @@ from .data.errors import DataError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def cache_root() -> Path:
-    """Where cached targets and fits live: ``$MINDEYE_CACHE_DIR``, else the project's cache/ folder."""
+def work_root() -> Path:
+    """The one root of what the project writes as it runs (caches, training runs, evaluations):
+    ``$MINDEYE_HOME``, else the project folder. Relative run and output folders resolve against it."""
     import os
-    return Path(os.environ.get("MINDEYE_CACHE_DIR", PROJECT_ROOT / "cache"))
+    return Path(os.environ.get("MINDEYE_HOME", PROJECT_ROOT))
+
+
+def cache_root() -> Path:
+    """Where cached targets and fits live: ``$MINDEYE_CACHE_DIR``, else ``work_root()/cache``."""
+    import os
+    return Path(os.environ.get("MINDEYE_CACHE_DIR", work_root() / "cache"))
+
+
+def under_work_root(path: Path | str) -> Path:
+    """``path`` as given when absolute, else under ``work_root()``."""
+    path = Path(path)
+    return path if path.is_absolute() else work_root() / path
+
+
 DEMO_BUNDLE = PROJECT_ROOT / "assets" / "demo"
 
 

@@ -14,6 +14,46 @@ import torch
 from .data.errors import DataError
 
 
+def load_checkpoint(path: Path, expect: dict | None = None, trust_pickle: bool = False) -> dict:
+    """Load a checkpoint; a truncated file or one for another subject / voxel layout is a clear error.
+
+    ``.pth`` files are pickles, which can run code when loaded. They are read with ``weights_only=True`` (tensors,
+    numbers, strings, lists and dicts only): this project's checkpoints and MindEye V1's released ones need no
+    more. ``trust_pickle`` lifts that for a file that holds other objects, when you trust where it came from."""
+    import pickle
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such checkpoint file")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except pickle.UnpicklingError as e:
+        msg = str(e)
+        blocked = "not an allowed global" in msg or "Unsupported global" in msg
+        if not blocked:  # not a pickle at all, or a damaged one
+            reason = next((line for line in msg.splitlines() if "Unsupported operand" in line or "load key" in line),
+                          msg.splitlines()[-1] if msg else "")
+            raise DataError(f"{path}: not a readable checkpoint (truncated or not a .pth file: {reason.strip()[:200]})") from e
+        import re
+        found = re.search(r"GLOBAL ([\w.]+)", msg)
+        what = f"a {found.group(1)}" if found else ""
+        raise DataError(f"{path}: holds Python objects beyond tensors, numbers and strings{f' ({what})' if what else ''}, "
+                        f"so it was not loaded (a .pth file is a pickle and can run code). If you trust where it came "
+                        f"from, load it with trust_pickle=True (CLI: --trust_pickle)") from e
+    except Exception as e:
+        raise DataError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e)[:300]})") from e
+    if not isinstance(ck, dict) or "model_state_dict" not in ck:
+        raise DataError(f"{path}: expected a dict with model_state_dict, found {type(ck).__name__}"
+                        + (f" with keys {sorted(ck)[:8]}" if isinstance(ck, dict) else ""))
+    if expect and "data" in ck:
+        have = ck["data"]
+        for k in ("subject", "n_voxels", "fingerprint", "target_shape"):
+            if k in expect and k in have and have[k] != expect[k]:
+                raise DataError(f"{path}: checkpoint is for {k}={have[k]}, this run has {k}={expect[k]} "
+                                f"(trained on {have.get('dataset')} subject {have.get('subject')})")
+    return ck
+
+
+
 def build_from_config(cfg: dict, data: dict):
     """BrainNetwork (or DiffusionPrior wrapping it), or the low-level Voxel2VAE, from a run's config and data."""
     from .models.prior import DiffusionPrior, PriorConfig
@@ -48,7 +88,6 @@ def export_run(run_dir: Path, stem: Path, which: str = "best.pth", dtype=torch.f
     """Write ``stem.safetensors`` + ``stem.json`` from ``run_dir/which`` (falls back to last.pth)."""
     from safetensors.torch import save_file
     from .atomic import atomic_save
-    from .train import load_checkpoint
     run_dir = Path(run_dir)
     if run_dir.suffix == ".pth" and run_dir.is_file():  # a released V1 file rather than a run folder
         from .v1_checkpoints import export_v1
@@ -114,7 +153,6 @@ def load_model(stem: Path | str, expect: dict | None = None, device="cpu"):
 def load_any(path: Path | str, expect: dict | None = None, device="cpu"):
     """``(model, meta)`` from a run folder (its best.pth, else last.pth), a ``.pth`` checkpoint, or a shipped
     ``stem`` (.safetensors + .json); ``expect`` as in ``load_model``."""
-    from .train import load_checkpoint
     path = Path(path)
     if path.is_dir() or path.suffix == ".pth":
         ck_path = path if path.suffix == ".pth" else (path / "best.pth" if (path / "best.pth").exists() else path / "last.pth")

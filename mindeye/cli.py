@@ -121,7 +121,8 @@ def _import_v1(args) -> int:
 def _train_lowlevel(args) -> int:
     import dataclasses
 
-    from .train_lowlevel import LowLevelTrainConfig, train_lowlevel
+    from .train_config import LowLevelTrainConfig
+    from .train_lowlevel import train_lowlevel
 
     values = {k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(LowLevelTrainConfig)}}
     if values.get("upsampler_channels"):
@@ -133,41 +134,48 @@ def _train_lowlevel(args) -> int:
 def add_lowlevel_flags(t: argparse.ArgumentParser) -> None:
     """V1 train_autoencoder.py's settings as flags (same names and defaults), then ours."""
     B = argparse.BooleanOptionalAction
-    t.add_argument("--model_name", default="autoencoder", help="name of model, used for ckpt saving")
-    t.add_argument("--data_path", default=None, help="dataset folder (default: the bundle's dataset)")
-    t.add_argument("--subj", type=int, default=1, choices=range(1, 9), metavar="1-8", help="subject (any NSD subject 1-8 the converter wrote; SimNSD simulates 1, 2, 5, 7)")
-    t.add_argument("--batch_size", type=int, default=32)
-    t.add_argument("--num_epochs", type=int, default=120, help="number of epochs of training")
-    t.add_argument("--max_lr", type=float, default=5e-4)
-    t.add_argument("--lr_scheduler_type", default="cycle", choices=["cycle", "linear"])
-    t.add_argument("--ckpt_saving", action=B, default=True)
-    t.add_argument("--ckpt_interval", type=int, default=24, help="save backup ckpt every x epochs")
-    t.add_argument("--save_at_end", action=B, default=False)
-    t.add_argument("--resume_from_ckpt", action=B, default=False)
-    t.add_argument("--seed", type=int, default=42)
-    t.add_argument("--use_cont", action=B, default=False,
+    t.add_argument("--model_name", help="name of model, used for ckpt saving")
+    t.add_argument("--data_path", help="dataset folder (default: the bundle's dataset)")
+    t.add_argument("--subj", type=int, choices=range(1, 9), metavar="1-8",
+                   help="subject: any NSD subject 1-8 the converter wrote; SimNSD simulates 1, 2, 5, 7 (default: the "
+                        "bundle's subject)")
+    t.add_argument("--batch_size", type=int)
+    t.add_argument("--num_epochs", type=int, help="number of epochs of training")
+    t.add_argument("--max_lr", type=float)
+    t.add_argument("--lr_scheduler_type", choices=["cycle", "linear"])
+    t.add_argument("--ckpt_saving", action=B)
+    t.add_argument("--ckpt_interval", type=int, help="save backup ckpt every x epochs")
+    t.add_argument("--save_at_end", action=B)
+    t.add_argument("--resume_from_ckpt", action=B)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--use_cont", action=B,
                    help="soft contrastive loss on ConvNeXt features (needs local ConvNeXt-XL weights)")
-    t.add_argument("--cont_model", default="cnx", help="Type of ConvNext model to use")
-    t.add_argument("--use_reconst", action=B, default=False, help="also an L1 loss on the VAE-decoded image")
-    t.add_argument("--use_sobel_loss", action=B, default=False, help="also an L1 loss on Sobel edges (with --use_reconst)")
-    t.add_argument("--use_blurred_training", action=B, default=False, help="(not supported here)")
-    t.add_argument("--ups_mode", default="4x", choices=["4x"], help="Upscaling factor for VAE embeds")
-    t.add_argument("--wandb_log", action=B, default=False, help="whether to log to wandb")
-    t.add_argument("--wandb_project", default="stability", help="wandb project name")
+    t.add_argument("--cont_model", help="Type of ConvNext model to use")
+    t.add_argument("--use_reconst", action=B, help="also an L1 loss on the VAE-decoded image")
+    t.add_argument("--use_sobel_loss", action=B, help="also an L1 loss on Sobel edges (with --use_reconst)")
+    t.add_argument("--use_blurred_training", action=B, help="(not supported here)")
+    t.add_argument("--ups_mode", choices=["4x"], help="Upscaling factor for VAE embeds")
+    t.add_argument("--wandb_log", action=B, help="whether to log to wandb")
+    t.add_argument("--wandb_project", help="wandb project name")
     # ours
-    t.add_argument("--vae_path", default=None, help="diffusers AutoencoderKL folder (default: the bundle's VAE)")
-    t.add_argument("--bundle", default=None, help="bundle folder (default: assets/demo)")
-    t.add_argument("--out", default="train_logs", help="runs folder (default: train_logs)")
-    t.add_argument("--device", default="auto")
-    t.add_argument("--mixed_precision", default="auto", choices=["auto", "no", "fp16", "bf16"])
-    t.add_argument("--hidden_dim", type=int, default=4096, help="MLP width (V1: 4096)")
-    t.add_argument("--n_blocks", type=int, default=4, help="residual blocks (V1: 4)")
-    t.add_argument("--map_channels", type=int, default=64, help="channels of the voxel feature map (V1: 64)")
-    t.add_argument("--upsampler_channels", type=int, nargs="+", default=[64, 128, 256],
+    t.add_argument("--vae_path", help="diffusers AutoencoderKL folder (default: the bundle's VAE)")
+    t.add_argument("--bundle", help="bundle folder (default: assets/demo)")
+    t.add_argument("--out", help="runs folder (default: train_logs)")
+    t.add_argument("--device")
+    t.add_argument("--mixed_precision", choices=["auto", "no", "fp16", "bf16"])
+    t.add_argument("--hidden_dim", type=int, help="MLP width (V1: 4096)")
+    t.add_argument("--n_blocks", type=int, help="residual blocks (V1: 4)")
+    t.add_argument("--map_channels", type=int, help="channels of the voxel feature map (V1: 64)")
+    t.add_argument("--upsampler_channels", type=int, nargs="+",
                    help="upsampling decoder widths (V1: 64 128 256)")
-    t.add_argument("--ckpt_every_s", type=float, default=120.0, help="also write last.pth every N seconds")
-    t.add_argument("--log_every", type=int, default=10)
-    t.add_argument("--max_steps", type=int, default=None)
+    t.add_argument("--ckpt_every_s", type=float, help="also write last.pth every N seconds")
+    t.add_argument("--log_every", type=int)
+    t.add_argument("--max_steps", type=int)
+    # every default comes from LowLevelTrainConfig (V1's train_autoencoder.py values, written once there)
+    import dataclasses
+
+    from .train_config import LowLevelTrainConfig
+    t.set_defaults(**{f.name: f.default for f in dataclasses.fields(LowLevelTrainConfig)})
 
 
 def add_train_flags(t: argparse.ArgumentParser, defaults: bool = True) -> None:
@@ -178,7 +186,9 @@ def add_train_flags(t: argparse.ArgumentParser, defaults: bool = True) -> None:
                    help="name of model, used for ckpt saving and wandb logging (if enabled)")
     t.add_argument("--data_path", type=str,
                    help="Path to where NSD data is stored / where to download it to (default: the bundle's dataset)")
-    t.add_argument("--subj", type=int, choices=range(1, 9), metavar="1-8", help="subject (any NSD subject 1-8 the converter wrote; SimNSD simulates 1, 2, 5, 7)")
+    t.add_argument("--subj", type=int, choices=range(1, 9), metavar="1-8",
+                   help="subject: any NSD subject 1-8 the converter wrote; SimNSD simulates 1, 2, 5, 7 (default: the "
+                        "bundle's subject)")
     t.add_argument("--batch_size", type=int,
                    help="Batch size can be increased by 10x if only training v2c and not diffusion prior")
     t.add_argument("--hidden", action=B,
@@ -318,7 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     B = argparse.BooleanOptionalAction
     rd.add_argument("--model_name", default="ridge", help="the run folder's name under --out (default: ridge)")
     rd.add_argument("--data_path", default=None, help="dataset folder (default: the bundle's dataset)")
-    rd.add_argument("--subj", type=int, default=1, choices=range(1, 9), metavar="1-8", help="subject (default: 1)")
+    rd.add_argument("--subj", type=int, default=None, choices=range(1, 9), metavar="1-8",
+                    help="subject (default: the bundle's)")
     rd.add_argument("--hidden", action=B, default=True,
                     help="the last hidden layer's tokens as target (as train --hidden); --no-hidden: the final embedding")
     rd.add_argument("--clip_variant", choices=["ViT-L/14", "SceneCLIP"], default=None,

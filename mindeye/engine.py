@@ -275,7 +275,10 @@ class Engine:
             a = np.stack([a] * 3, -1)
         if a.ndim != 3 or a.shape[-1] not in (3, 4) or min(a.shape[:2]) < 8:
             raise DataError(f"expected a picture [height, width, 3] of at least 8 x 8 pixels, got shape {a.shape}")
-        a = a[..., :3].astype(np.uint8)
+        if a.shape[-1] == 4:  # transparent parts on white, as a browser shows them
+            alpha = a[..., 3:4].astype(np.float32) / 255
+            a = a[..., :3] * alpha + 255 * (1 - alpha)
+        a = np.clip(a[..., :3], 0, 255).astype(np.uint8)
         h, w = a.shape[:2]
         side = min(h, w)
         a = a[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]

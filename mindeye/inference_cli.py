@@ -102,7 +102,8 @@ def reconstruct_cmd(args) -> int:
         picked.append(r.picked)
         if r.lowlevel is not None:
             lows.append(r.lowlevel)
-    out = Path(args.out)
+    from .bundle import under_work_root
+    out = under_work_root(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ids = e.test_ids[idx]
     all_images = to_model_input(e.data.images(ids), e.data.image_store.image_size)
@@ -234,7 +235,8 @@ def retrieve_cmd(args) -> int:
     size = e.data.image_store.image_size
     res = e.pool_retrieve(idx, pool, k=args.num_retrieved, size=size,
                           progress=lambda it: tqdm(it, desc="retrieving from the pool", unit="trial"))
-    out = Path(args.out)
+    from .bundle import under_work_root
+    out = under_work_root(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ids = e.test_ids[idx]
     atomic_save(to_model_input(e.data.images(ids), size), out / "all_images.pt", torch.save)

@@ -32,7 +32,7 @@ from .atomic import atomic_save
 from .bundle import PROJECT_ROOT
 from .data.errors import DataError
 
-RUNS_ROOT = PROJECT_ROOT / "runs"
+RUNS_ROOT = "runs"  # the app's training runs, under work_root() ($MINDEYE_HOME, else the project folder)
 NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # flags the manager sets itself (or must not: no network, no resuming into another run's folder)
 MANAGED_FLAGS = ("model_name", "out", "bundle", "data_path", "preset", "resume_from_ckpt", "wandb_log",
@@ -209,7 +209,8 @@ class RunManager:
     def __init__(self, root: Path | str = RUNS_ROOT, bundle: Path | str | None = None,
                  data_path: Path | str | None = None, env: dict | None = None, python: str = sys.executable,
                  cancel_grace_s: float = 5.0):
-        self.root = Path(root).resolve()
+        from .bundle import under_work_root
+        self.root = under_work_root(root).resolve()
         self.bundle = Path(bundle) if bundle else None
         self.data_path = Path(data_path) if data_path else None
         self.env = {k: str(v) for k, v in (env or {}).items()}
@@ -314,6 +315,9 @@ class RunManager:
             raise DataError(f"the extra flags may not change the run's name or folder (got {args.model_name!r} in {args.out})")
         from .cli import train_config_from_args
         cfg = train_config_from_args(args, argv)
+        if cfg.subj is None:  # the bundle's subject, as the trainer will resolve it
+            from .bundle import DEMO_BUNDLE, Bundle
+            cfg.subj = Bundle.load(self.bundle or DEMO_BUNDLE).subject
         subjects = self.subjects()
         if subjects and cfg.subj not in subjects:
             raise DataError(f"subject {cfg.subj} is not in the dataset {self.data_path} (it has subjects {subjects})")

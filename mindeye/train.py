@@ -21,7 +21,6 @@ import dataclasses
 import json
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +28,11 @@ import torch
 import torch.nn.functional as F
 
 from .atomic import atomic_save
-from .bundle import PROJECT_ROOT, cache_root  # noqa: F401  (cache_root: also imported from here)
+from .bundle import PROJECT_ROOT, cache_root, under_work_root  # noqa: F401  (cache_root: also imported from here)
 from .data.errors import DataError
 from .losses import cosine_anneal, mixco, mixco_nce, soft_clip_loss
 from .metrics import n_way_top1
+from .checkpoints import load_checkpoint  # noqa: F401  (also imported from here)
 from .train_config import PRESETS, TrainConfig  # noqa: F401  (PRESETS: re-exported for callers)
 
 
@@ -178,6 +178,8 @@ class Run:
         if cfg.lr_scheduler_type not in ("cycle", "linear"):
             raise DataError(f"--lr_scheduler_type should be 'cycle' or 'linear', found {cfg.lr_scheduler_type!r}")
         self.bundle = Bundle.load(cfg.bundle or DEMO_BUNDLE)
+        if cfg.subj is None:
+            cfg.subj = self.bundle.subject
         self.subject = resolve_subject(cfg.data_path, cfg.subj, self.bundle, log)
         variant = self.variant = target_variant(cfg.clip_variant, self.subject)
         if cfg.train_reps not in ("single", "subset"):
@@ -242,9 +244,7 @@ class Run:
         self.model, self.opt, self.sched = self.acc.prepare(self.model, self.opt, self.sched)
         self.soft_temps = cosine_anneal(0.004, 0.0075, cfg.num_epochs - int(cfg.mixup_pct * cfg.num_epochs))
 
-        self.dir = Path(cfg.out) / cfg.model_name
-        if not self.dir.is_absolute():
-            self.dir = PROJECT_ROOT / self.dir
+        self.dir = under_work_root(Path(cfg.out) / cfg.model_name)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.train_losses, self.val_losses, self.lrs = [], [], []
         self.best = -math.inf
@@ -552,38 +552,6 @@ class Run:
             self.acc.end_training()
         self.acc.wait_for_everyone()
         return result
-
-
-def load_checkpoint(path: Path, expect: dict | None = None, trust_pickle: bool = False) -> dict:
-    """Load a checkpoint; a truncated file or one for another subject / voxel layout is a clear error.
-
-    ``.pth`` files are pickles, which can run code when loaded. They are read with ``weights_only=True`` (tensors,
-    numbers, strings, lists and dicts only): this project's checkpoints and MindEye V1's released ones need no
-    more. ``trust_pickle`` lifts that for a file that holds other objects, when you trust where it came from."""
-    import pickle
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such checkpoint file")
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
-    except pickle.UnpicklingError as e:
-        if "weights_only" not in str(e).lower() and "weights only" not in str(e).lower():
-            raise DataError(f"{path}: not a readable checkpoint (UnpicklingError: {str(e)[:300]})") from e
-        raise DataError(f"{path}: holds Python objects beyond tensors, numbers and strings, so it was not loaded "
-                        f"(a .pth file is a pickle and can run code). If you trust where it came from, load it with "
-                        f"trust_pickle=True (CLI: --trust_pickle). torch said: {str(e).splitlines()[0][:300]}") from e
-    except Exception as e:
-        raise DataError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e)[:300]})") from e
-    if not isinstance(ck, dict) or "model_state_dict" not in ck:
-        raise DataError(f"{path}: expected a dict with model_state_dict, found {type(ck).__name__}"
-                        + (f" with keys {sorted(ck)[:8]}" if isinstance(ck, dict) else ""))
-    if expect and "data" in ck:
-        have = ck["data"]
-        for k in ("subject", "n_voxels", "fingerprint", "target_shape"):
-            if k in expect and k in have and have[k] != expect[k]:
-                raise DataError(f"{path}: checkpoint is for {k}={have[k]}, this run has {k}={expect[k]} "
-                                f"(trained on {have.get('dataset')} subject {have.get('subject')})")
-    return ck
 
 
 def train(cfg: TrainConfig, log=print) -> dict:

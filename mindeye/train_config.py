@@ -1,5 +1,6 @@
-"""Every flag of a MindEye training run, with its default, written once: the CLI, the app's Train tab and
-``build-demo`` read them from here. Importing this module loads no torch (``--help`` stays fast)."""
+"""Every flag of a MindEye training run (``TrainConfig``) and of a low-level one (``LowLevelTrainConfig``, V1's
+train_autoencoder.py), with its default, written once: the CLI, the app's Train tab and ``build-demo`` read
+them from here. Importing this module loads no torch (``--help`` stays fast)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ class TrainConfig:
     # --- the seed's Train_MindEye.py flags (same names and defaults)
     model_name: str = "testing"
     data_path: str | None = None  # default: the bundle's dataset
-    subj: int = 1
+    subj: int | None = None  # default: the bundle's subject (one source, whether from the bundle or this flag)
     batch_size: int = 32
     hidden: bool = True
     clip_variant: str | None = None  # default: the bundle's CLIP (ViT-L/14 for NSD, SceneCLIP for SimNSD)
@@ -64,6 +65,28 @@ class TrainConfig:
     freeze_backbone: bool = False  # with init_backbone: load the whole BrainNetwork, freeze it, train the prior only
     init_scope: str = "trunk"  # with init_backbone: 'trunk' (lin0, mlp) or 'model' (the whole BrainNetwork and, when
     # both runs have one, the diffusion prior: fine-tune a finished run under a new schedule or loss)
+
+
+@dataclass
+class LowLevelTrainConfig(TrainConfig):
+    # V1 train_autoencoder.py defaults
+    model_name: str = "autoencoder"
+    batch_size: int = 32
+    num_epochs: int = 120
+    max_lr: float = 5e-4
+    ckpt_interval: int = 24
+    use_cont: bool = False
+    use_reconst: bool = False
+    use_sobel_loss: bool = False
+    use_blurred_training: bool = False
+    cont_model: str = "cnx"
+    ups_mode: str = "4x"
+    vae_path: str | None = None  # default: the bundle's VAE
+    hidden_dim: int = 4096
+    map_channels: int = 64
+    upsampler_channels: tuple = (64, 128, 256)
+    prior: bool = False
+    use_image_aug: bool = False
 
 
 PRESETS = {

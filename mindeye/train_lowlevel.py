@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,29 +22,8 @@ from .bundle import PROJECT_ROOT
 from .data.errors import DataError
 from .models import autoencoder as AE
 from .bundle import cache_root
-from .train import Run, TrainConfig
-
-
-@dataclass
-class LowLevelTrainConfig(TrainConfig):
-    # V1 train_autoencoder.py defaults
-    model_name: str = "autoencoder"
-    batch_size: int = 32
-    num_epochs: int = 120
-    max_lr: float = 5e-4
-    ckpt_interval: int = 24
-    use_cont: bool = False
-    use_reconst: bool = False
-    use_sobel_loss: bool = False
-    use_blurred_training: bool = False
-    cont_model: str = "cnx"
-    ups_mode: str = "4x"
-    vae_path: str | None = None  # default: the bundle's VAE
-    hidden_dim: int = 4096
-    map_channels: int = 64
-    upsampler_channels: tuple = (64, 128, 256)
-    prior: bool = False
-    use_image_aug: bool = False
+from .train import Run
+from .train_config import LowLevelTrainConfig  # noqa: F401  (also imported from here)
 
 
 def load_vae(cfg: LowLevelTrainConfig, bundle):

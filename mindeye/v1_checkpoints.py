@@ -139,7 +139,7 @@ def load_v1_state_dict(sd: dict, device="cpu", subject: int = 1, source="state d
 def load_v1(path: Path | str, device="cpu", subject: int = 1, trust_pickle: bool = False) -> V1Model:
     """Any of the three released subject-1 files (``last.pth`` / ``epoch120.pth``, or a bare state dict) ->
     ``V1Model`` with the model ready on ``device``. See the module docstring."""
-    from .train import load_checkpoint
+    from .checkpoints import load_checkpoint
     path = Path(path)
     try:
         ck = load_checkpoint(path, trust_pickle=trust_pickle)

@@ -81,10 +81,22 @@ def test_every_tab_works_in_a_browser(engine, browser):
             toasts(tab)
             assert f"tab={tab.lower().replace(' ', '-')}" in page.url
 
-        page.get_by_label("upload a picture").check()  # Your image's other source: the upload box shows
+        page.get_by_label("upload a picture").check()  # Your image's other sources: the upload box shows
         page.wait_for_selector("text=your picture (up to 10 MB)", timeout=10_000)
+        page.get_by_label("draw a picture").check()  # a drawing: a red blob painted on the canvas, then decoded
+        canvas = page.locator("#sketch canvas").first
+        canvas.wait_for(timeout=10_000)
+        box = canvas.bounding_box()
+        page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.4)
+        page.mouse.down()
+        for k in range(12):
+            page.mouse.move(box["x"] + box["width"] * (0.3 + 0.03 * k), box["y"] + box["height"] * (0.4 + 0.02 * (k % 3)))
+        page.mouse.up()
+        page.get_by_role("button", name="show it to the brain, then decode", exact=True).click()
+        _wait_idle(page)
+        page.wait_for_selector("text=the judge reads", timeout=30_000)
         page.get_by_label("compose a scene").check()
-        toasts("Your image upload switch")
+        toasts("Your image upload and drawing")
 
         page.get_by_role("tab", name="Evaluate").click()
         box = page.locator("input[type=number]").filter(visible=True).first
@@ -107,5 +119,5 @@ def test_every_tab_works_in_a_browser(engine, browser):
                 engine.runs.cancel(r.name)
         page.close()
         demo.close()
-    assert done == ["Trials", "Reconstruct", "Retrieve", "UMAP", "Your image", "Your image upload switch", "Evaluate",
+    assert done == ["Trials", "Reconstruct", "Retrieve", "UMAP", "Your image", "Your image upload and drawing", "Evaluate",
                     "Train"]

@@ -136,3 +136,28 @@ def test_app_reconstruct_and_retrieve_endpoints(engine):
         assert len(items) == 4 and "ranks" in text
         with pytest.raises(Exception, match="greater than maximum value 1"):  # a clear message, no traceback
             client.predict(2, 7, 2, 5, 3.5, 0, False, api_name="/reconstruct")
+
+
+def test_reconstruct_cancel_stops_the_run_and_frees_the_queue(engine):
+    """Cancel stops a running reconstruction at its next denoising step (the work stops, not only the wait),
+    and the next reconstruction runs at once."""
+    import time
+
+    from gradio_client.utils import Status
+
+    from .conftest import served_app
+    with served_app(engine) as client:
+        t0 = time.time()
+        client.predict(2, 1.0, 16, 50, 3.5, 0, False, api_name="/reconstruct")
+        full = time.time() - t0
+        job = client.submit(2, 1.0, 16, 50, 3.5, 0, False, api_name="/reconstruct")
+        while job.status().code != Status.PROCESSING and not job.done():
+            time.sleep(0.02)
+        t0 = time.time()
+        client.predict(api_name="/reconstruct_cancel")
+        out = job.result(timeout=60)
+        stopped = time.time() - t0
+        assert stopped < 0.6 * full, (stopped, full)  # it did not run to the end
+        assert out[2] is None and out[4] in (None, [])  # no picture: the run was cancelled, nothing shown as done
+        seen, low, pick, ridge, gallery, scores = client.predict(2, 0.5, 2, 5, 3.5, 0, False, api_name="/reconstruct")
+        assert pick and len(gallery) == 2

@@ -89,15 +89,18 @@ def test_v1_flags_that_cannot_work_here_are_refused(tmp_path, capsys, tiny_sim):
     assert "--n_samples_save 1 (reconstructions while training) is not done by this trainer" in capsys.readouterr().err
 
 
-def test_ridge_command_scores_the_baseline_like_mindeye(tmp_path, tiny_stack, tiny_sim, capsys):
+def test_ridge_command_scores_the_baseline_like_mindeye(tmp_path, tiny_stack, tiny_sim, capsys, monkeypatch):
     """`python -m mindeye ridge` on the same target and data as a MindEye run: closed form, alpha by CV on the
-    train images, val and test retrieval with the same code, weights and metrics in a run folder."""
+    train images, val and test retrieval with the same code, weights and metrics in a run folder. What it writes
+    (the run, the cached targets) goes under $MINDEYE_HOME."""
     import torch
 
     from mindeye.models.ridge import RidgeModel
-    with cache_dir(tmp_path / "cache"):
-        assert main(["ridge", "--bundle", str(tiny_stack), "--data_path", str(tiny_sim[0]), "--out", str(tmp_path),
-                     "--json"]) == 0
+    monkeypatch.setenv("MINDEYE_HOME", str(tmp_path))
+    monkeypatch.delenv("MINDEYE_CACHE_DIR", raising=False)
+    assert main(["ridge", "--bundle", str(tiny_stack), "--data_path", str(tiny_sim[0]), "--json"]) == 0
+    assert list((tmp_path / "cache" / "clip_targets").glob("*.pt"))
+    tmp_path = tmp_path / "train_logs"  # --out's default, under MINDEYE_HOME
     out = capsys.readouterr().out
     metrics = json.loads(out.strip().splitlines()[-1])
     assert metrics["target"] == "hidden" and metrics["clip_variant"] == "SceneCLIP"

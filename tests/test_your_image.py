@@ -57,7 +57,7 @@ def test_noise_slider_goes_from_noise_free_to_a_single_trial(engine):
 def test_the_loop_over_http(engine):
     from .conftest import served_app
     with served_app(engine) as client:
-        out = client.predict("compose a scene", None, "grass", True, "star", "red", "large", 0.3, 0.4,
+        out = client.predict("compose a scene", None, None, "grass", True, "star", "red", "large", 0.3, 0.4,
                              False, "circle", "blue", "medium", 0.7, 0.7,
                              False, "square", "yellow", "small", 0.7, 0.25,
                              0.58, 0, "posterior", api_name="/your_image")
@@ -81,3 +81,18 @@ def test_an_uploaded_picture_is_read_by_the_judge_and_answered(engine):
     assert resp.betas.shape == (engine.data.n_voxels,) and np.isfinite(resp.betas).all()
     with pytest.raises(DataError, match=r"expected a picture \[height, width, 3\]"):
         engine.scene_from_picture(np.zeros((4, 4, 3), np.uint8))
+
+
+def test_a_drawing_is_a_picture_on_white(engine):
+    """The Sketchpad's composite (RGBA, transparent where nothing is drawn) reads as strokes on white; an empty
+    canvas is refused with what to do."""
+    from components.your_image import drawing
+    canvas = np.zeros((80, 80, 4), np.uint8)  # fully transparent
+    assert drawing({"composite": canvas, "layers": [], "background": None}) is None
+    canvas[20:60, 20:60] = (220, 40, 40, 255)  # a red square
+    img = drawing({"composite": canvas})
+    assert img.shape == (80, 80, 3) and tuple(img[0, 0]) == (255, 255, 255) and tuple(img[40, 40]) == (220, 40, 40)
+    scene = engine.scene_from_picture(img)
+    assert scene.caption.startswith("your picture (the judge reads: ")
+    rgba = engine.scene_from_picture(canvas)  # RGBA straight to the engine: composited on white the same way
+    assert np.array_equal(rgba.image, scene.image)

@@ -12,8 +12,6 @@ the low-level voxel->latent model -- stay valid across it.
 from __future__ import annotations
 
 import hashlib
-import json
-import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -21,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.stream import VISION_ID_BASE, SceneStream, loader, render_batch, to_model_input
+from ..training.fit import fit
 
 VAE_ID_OFFSET = 20_000_000  # the VAE sees its own scenes, disjoint from the CLIP's and the test set
 
@@ -67,33 +66,23 @@ def _collate(scenes, images, captions, labels, step):
 
 def train_vae(cfg: VAETrainConfig, log=print, workers: int = 1, bank=None):
     """Train the demo VAE (L1 + MSE + a tiny KL) on a ``SceneBank`` when given, else on freshly rendered scenes."""
-    from tqdm import tqdm
     torch.manual_seed(cfg.seed)
     vae = build_vae(cfg.block_out_channels, cfg.layers_per_block, cfg.latent_channels)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.05)
     stream = SceneStream(cfg.batch_size, cfg.steps, _collate, seed=cfg.seed, first_id=VISION_ID_BASE + VAE_ID_OFFSET,
                          bank=bank)
-    t0, hist = time.time(), []
     vae.train()
-    bar = tqdm(loader(stream, workers), total=cfg.steps, desc="VAE", unit="step", mininterval=5)
-    for step, x in enumerate(bar):
+
+    def step_fn(step, x):
         post = vae.encode(x * 2 - 1).latent_dist
         rec = (vae.decode(post.sample()).sample + 1) / 2
         l1, mse = (rec - x).abs().mean(), F.mse_loss(rec, x)
         kl = post.kl().mean() / x[0].numel()
-        loss = l1 + mse + cfg.kl_weight * kl * x[0].numel()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        hist.append((l1.item(), mse.item()))
-        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            l1m, msem = np.mean(hist[-cfg.log_every:], axis=0)
-            bar.set_postfix(l1=f"{l1m:.4f}")
-            log(json.dumps({"model": "vae", "step": step + 1, "l1": round(float(l1m), 5), "mse": round(float(msem), 5),
-                            "lr": sched.get_last_lr()[0], "elapsed_s": round(time.time() - t0, 1)}))
+        return l1 + mse + cfg.kl_weight * kl * x[0].numel(), {"l1": l1.item(), "mse": mse.item()}
+
+    seconds = fit("vae", loader(stream, workers), cfg.steps, step_fn, opt, clip_params=vae.parameters(), sched=sched,
+                  log_every=cfg.log_every, log=log)
     vae.eval()
     # scaling factor: 1 / std of the latents over fresh scenes (SD: 0.18215 measured the same way)
     with torch.no_grad():
@@ -102,7 +91,7 @@ def train_vae(cfg: VAETrainConfig, log=print, workers: int = 1, bank=None):
         z = vae.encode(xs * 2 - 1).latent_dist.mean
     vae.register_to_config(scaling_factor=float(1.0 / z.std()))
     return vae, {"train": {**asdict(cfg), "block_out_channels": list(cfg.block_out_channels)},
-                 "train_seconds": round(time.time() - t0, 1), "latent_std": float(z.std())}
+                 "train_seconds": round(seconds, 1), "latent_std": float(z.std())}
 
 
 def encoder_sha256(vae) -> str:
@@ -144,7 +133,6 @@ def chroma_l1(rec: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def finetune_decoder(vae, cfg: VAEDecoderFinetuneConfig, log=print, workers: int = 1, bank=None):
     """Phase 2: train ``vae.decoder`` (+ ``post_quant_conv``) on posterior samples of the frozen encoder with
     L1 + MSE + ``chroma_weight`` x chroma L1. Returns ``(vae, meta)``; the latent space is unchanged."""
-    from tqdm import tqdm
     torch.manual_seed(cfg.seed)
     before = encoder_sha256(vae)
     params = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()]
@@ -156,29 +144,19 @@ def finetune_decoder(vae, cfg: VAEDecoderFinetuneConfig, log=print, workers: int
     stream = SceneStream(cfg.batch_size, cfg.steps, _collate, seed=cfg.seed, first_id=VISION_ID_BASE + VAE_ID_OFFSET,
                          bank=bank)
     g = torch.Generator().manual_seed(cfg.seed)
-    t0, hist = time.time(), []
     vae.eval()  # no dropout or batch norm in the AutoencoderKL; eval keeps the frozen encoder deterministic
-    bar = tqdm(loader(stream, workers), total=cfg.steps, desc="VAE decoder fine-tune", unit="step", mininterval=5)
-    for step, x in enumerate(bar):
+
+    def step_fn(step, x):
         with torch.no_grad():
             z = vae.encode(x * 2 - 1).latent_dist.sample(g)
         rec = (vae.decode(z).sample + 1) / 2
         l1, mse, chroma = (rec - x).abs().mean(), F.mse_loss(rec, x), chroma_l1(rec, x)
-        loss = l1 + mse + cfg.chroma_weight * chroma
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        hist.append((l1.item(), mse.item(), chroma.item()))
-        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            l1m, msem, cm = np.mean(hist[-cfg.log_every:], axis=0)
-            bar.set_postfix(l1=f"{l1m:.4f}", chroma=f"{cm:.4f}")
-            log(json.dumps({"model": "vae_decoder", "step": step + 1, "l1": round(float(l1m), 5),
-                            "mse": round(float(msem), 5), "chroma_l1": round(float(cm), 5),
-                            "lr": sched.get_last_lr()[0], "elapsed_s": round(time.time() - t0, 1)}))
+        return l1 + mse + cfg.chroma_weight * chroma, {"l1": l1.item(), "mse": mse.item(), "chroma_l1": chroma.item()}
+
+    seconds = fit("vae_decoder", loader(stream, workers), cfg.steps, step_fn, opt, clip_params=params, sched=sched,
+                  log_every=cfg.log_every, log=log)
     vae.requires_grad_(False)
     if encoder_sha256(vae) != before:
         raise RuntimeError("the VAE decoder fine-tune changed the encoder: the latent space must not move")
-    return vae, {"decoder_finetune": asdict(cfg), "finetune_seconds": round(time.time() - t0, 1),
+    return vae, {"decoder_finetune": asdict(cfg), "finetune_seconds": round(seconds, 1),
                  "encoder_sha256": before}

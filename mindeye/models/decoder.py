@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import glob
 import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,6 +37,7 @@ import torch.nn.functional as F
 from ..data.errors import DataError
 from ..data.stream import VISION_ID_BASE, SceneStream, loader, to_model_input
 from . import autoencoder as AE
+from ..training.fit import fit
 
 DECODER_ID_OFFSET = 40_000_000
 VD_REPO = "shi-labs/versatile-diffusion"
@@ -245,7 +245,6 @@ def train_decoder(cfg: DecoderTrainConfig, clip, vae, log=print, workers: int = 
     """Train the small image-variation UNet on ``clip.hidden`` of scenes (v-prediction, min-SNR): a cached
     ``SceneBank`` when given, else freshly rendered scenes."""
     from diffusers import UniPCMultistepScheduler
-    from tqdm import tqdm
     torch.manual_seed(cfg.seed)
     vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
     latent_size = vae.config.sample_size // vae_scale
@@ -259,10 +258,10 @@ def train_decoder(cfg: DecoderTrainConfig, clip, vae, log=print, workers: int = 
     scale = float(clip.embed_dim) ** 0.5 if cfg.scale_condition else 1.0
     g = torch.Generator().manual_seed(cfg.seed)
     batches = _bank_batches(bank, clip, vae, cfg, g) if bank is not None else _stream_batches(clip, vae, cfg, g, workers)
-    t0, hist = time.time(), []
-    bar = tqdm(batches, total=cfg.steps, desc="decoder UNet", unit="step", mininterval=5)
     unet.train()
-    for step, (cond, z0) in enumerate(bar):
+
+    def step_fn(step, batch):
+        cond, z0 = batch
         cond = cond * scale
         drop = torch.rand(len(z0), generator=g) < cfg.cond_drop
         cond = torch.where(drop[:, None, None], torch.zeros_like(cond), cond)
@@ -274,19 +273,12 @@ def train_decoder(cfg: DecoderTrainConfig, clip, vae, log=print, workers: int = 
         snr = alphas[t] / (1 - alphas[t])
         w = torch.clamp(snr, max=cfg.min_snr_gamma) / (snr + 1)
         loss = (w * F.mse_loss(pred, target, reduction="none").mean((1, 2, 3))).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        hist.append(loss.item())
-        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            m = float(np.mean(hist[-cfg.log_every:]))
-            bar.set_postfix(loss=f"{m:.4f}")
-            log(json.dumps({"model": "decoder", "step": step + 1, "loss": round(m, 5), "lr": sched.get_last_lr()[0],
-                            "elapsed_s": round(time.time() - t0, 1)}))
+        return loss, {"loss": loss.item()}
+
+    seconds = fit("decoder", batches, cfg.steps, step_fn, opt, clip_params=unet.parameters(), sched=sched,
+                  log_every=cfg.log_every, log=log)
     sampler = UniPCMultistepScheduler.from_config(noise_sched.config)
     from .autoencoder import encoder_sha256
     meta = {"train": {**asdict(cfg), "block_out_channels": list(cfg.block_out_channels)},
-            "train_seconds": round(time.time() - t0, 1), "vae_encoder_sha256": encoder_sha256(vae)}
+            "train_seconds": round(seconds, 1), "vae_encoder_sha256": encoder_sha256(vae)}
     return UnclipDecoder(unet.eval(), vae, sampler, condition_scale=scale), meta

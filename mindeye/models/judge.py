@@ -8,7 +8,6 @@ size order (largest first), so slot 0 is "the largest object".
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch.nn.functional as F
 from ..data import scenes as S
 from ..data.errors import DataError
 from ..data.stream import VISION_ID_BASE, VISION_SIZE, SceneStream, loader, to_model_input
+from ..training.fit import fit
 
 JUDGE_ID_OFFSET = 30_000_000
 NONE = -1  # padded slot
@@ -154,25 +154,19 @@ def judge_loss(out, lab):
 
 def train_judge(cfg: JudgeTrainConfig, log=print, workers: int = 1, bank=None) -> tuple[SceneJudge, dict]:
     """Supervised training on scene labels: a cached ``SceneBank`` when given, else freshly rendered scenes."""
-    from tqdm import tqdm
     torch.manual_seed(cfg.seed)
     judge = SceneJudge(cfg.width)
     opt = torch.optim.AdamW(judge.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     stream = SceneStream(cfg.batch_size, cfg.steps, _collate, seed=cfg.seed, first_id=VISION_ID_BASE + JUDGE_ID_OFFSET,
                          bank=bank)
-    t0, hist = time.time(), []
     judge.train()
-    bar = tqdm(loader(stream, workers), total=cfg.steps, desc="judge", unit="step", mininterval=5)
-    for step, (x, lab) in enumerate(bar):
+
+    def step_fn(step, batch):
+        x, lab = batch
         loss = judge_loss(judge(x), lab)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        hist.append(loss.item())
-        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            bar.set_postfix(loss=f"{np.mean(hist[-cfg.log_every:]):.3f}")
-            log(json.dumps({"model": "judge", "step": step + 1, "loss": round(float(np.mean(hist[-cfg.log_every:])), 4),
-                            "elapsed_s": round(time.time() - t0, 1)}))
-    return judge.eval(), {"train": asdict(cfg), "width": cfg.width, "train_seconds": round(time.time() - t0, 1)}
+        return loss, {"loss": loss.item()}
+
+    seconds = fit("judge", loader(stream, workers), cfg.steps, step_fn, opt, sched=sched, log_every=cfg.log_every,
+                  log=log)
+    return judge.eval(), {"train": asdict(cfg), "width": cfg.width, "train_seconds": round(seconds, 1)}

@@ -28,7 +28,6 @@ import json
 import math
 import random
 import re
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -40,6 +39,7 @@ import torch.nn.functional as F
 from ..data import scenes as S
 from ..data.errors import DataError
 from ..data.stream import VISION_ID_BASE, SceneStream, loader, render_batch, to_model_input
+from ..training.fit import fit
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 SCENE_CLIP_MODEL = "SceneCLIP-ViT-Stem8-64"
@@ -338,38 +338,30 @@ def train_scene_clip(cfg: SceneCLIPTrainConfig, log=print, workers: int = 1, ini
                          bank=bank)
     val = _Collate(tok, cfg.seed)(*render_batch(VISION_ID_BASE + VAL_ID_OFFSET + np.arange(256), cfg.seed), 0)
     clip.train()
-    t0, hist = time.time(), []
-    from tqdm import tqdm
-    bar = tqdm(loader(stream, workers), total=cfg.steps, desc="SceneCLIP", unit="step", mininterval=5)
-    for step, (x, pos_t, neg_t, lab) in enumerate(bar):
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg.steps, cfg.warmup, cfg.lr)
+
+    def step_fn(step, batch):
+        x, pos_t, neg_t, lab = batch
         img = F.normalize(model.encode_image(clip.preprocess(x)), dim=-1)
         txt = F.normalize(model.encode_text(torch.cat([pos_t, neg_t])), dim=-1)
         loss, hn_acc = clip_loss(img, txt[: len(x)], txt[len(x):], model.logit_scale)
-        aux_acc = torch.tensor(float("nan"))
+        aux_acc = float("nan")
         if cfg.aux_weight:
             aux, aux_acc = heads.loss(img, lab)
-            loss = loss + cfg.aux_weight * aux
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        hist.append((loss.item(), hn_acc.item(), aux_acc.item()))
-        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            l, a, s = np.mean(hist[-cfg.log_every:], axis=0)
-            val_shape = None
-            if cfg.aux_weight and ((step + 1) % (10 * cfg.log_every) == 0 or step + 1 == cfg.steps):
-                clip.eval()
-                with torch.no_grad():
-                    e = F.normalize(model.encode_image(clip.preprocess(val[0])), dim=-1)
-                    val_shape = round(heads.loss(e, val[3])[1].item(), 3)
-                clip.train()
-            bar.set_postfix(loss=f"{l:.3f}", hardneg=f"{a:.2f}", shape=f"{s:.2f}")
-            log(json.dumps({"model": "clip", "phase": len(clip.meta["train"]), "step": step + 1,
-                            "loss": round(float(l), 4), "hard_negative_acc": round(float(a), 3),
-                            "train_shape_acc": None if np.isnan(s) else round(float(s), 3),
-                            "heldout_shape_acc": val_shape,
-                            "lr": opt.param_groups[0]["lr"], "elapsed_s": round(time.time() - t0, 1)}))
-    clip.meta["train_seconds"] = round(clip.meta.get("train_seconds", 0) + time.time() - t0, 1)
+            loss, aux_acc = loss + cfg.aux_weight * aux, aux_acc.item()
+        return loss, {"loss": loss.item(), "hard_negative_acc": hn_acc.item(), "train_shape_acc": aux_acc}
+
+    def heldout(step):
+        out = {"phase": len(clip.meta["train"]), "heldout_shape_acc": None}
+        if cfg.aux_weight and (step % (10 * cfg.log_every) == 0 or step == cfg.steps):
+            clip.eval()
+            with torch.no_grad():
+                e = F.normalize(model.encode_image(clip.preprocess(val[0])), dim=-1)
+                out["heldout_shape_acc"] = round(heads.loss(e, val[3])[1].item(), 3)
+            clip.train()
+        return out
+
+    seconds = fit("clip", loader(stream, workers), cfg.steps, step_fn, opt, clip_params=model.parameters(),
+                  lr_at=lambda step: lr_at(step, cfg.steps, cfg.warmup, cfg.lr), log_every=cfg.log_every, log=log,
+                  extra_log=heldout)
+    clip.meta["train_seconds"] = round(clip.meta.get("train_seconds", 0) + seconds, 1)
     return clip.eval()
