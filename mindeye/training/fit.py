@@ -25,6 +25,7 @@ def fit(name: str, batches: Iterable, steps: int, step_fn: Callable, opt: torch.
     ``lr_at(step)``: the learning rate to set before each step instead. ``extra_log(step)``: more fields for a
     metrics line (e.g. a held-out score), called only when one is written."""
     from tqdm import tqdm
+    clip_params = list(clip_params) if clip_params is not None else None  # a generator would be spent after one step
     t0, hist = time.time(), []
     bar = tqdm(batches, total=steps, desc=name, unit="step", mininterval=5)
     for step, batch in enumerate(bar):
