@@ -36,16 +36,19 @@ test: venv
 	$(PY) -m pytest -q tests
 
 # every README figure comes from here: bench/results/*.json, then the README's generated tables.
-# QUICK=1: a quarter of the training epochs for subjects 2, 5, 7 and a small reconstruction table.
+# QUICK=1: every bench small (subject 1 only, the shipped models, nothing trained; under 10 minutes on 2 cores),
+# results in bench/results/quick/ (never bench/results/*.json nor the README), ending with a printed summary.
+# The one switch is BENCH_QUICK, which each script reads (bench/machine.py: quick(), results_dir()).
+bench: export BENCH_QUICK := $(if $(filter-out 0,$(QUICK)),1,)
 bench: venv
 	$(PY) bench/simnsd_oracle.py
-	$(PY) bench/mindeye_table.py $(if $(QUICK),--quick,)
+	$(PY) bench/mindeye_table.py
 	$(PY) bench/demo_preset.py
-	$(PY) bench/recon_table.py $(if $(QUICK),--trials 20 --samples 2 --no_figure,)
+	$(PY) bench/recon_table.py
 	$(PY) bench/gpu_real_size.py
 	OMP_NUM_THREADS=1 $(PY) bench/retrieval_latency.py
 	$(PY) bench/app_figures.py
-	$(PY) bench/load_test.py $(if $(QUICK),--students 10 --seconds 20,)
+	$(PY) bench/load_test.py
 	$(PY) bench/readme_tables.py
 
 clean:

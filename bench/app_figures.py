@@ -5,8 +5,9 @@ the Trials tab (round trip and bytes sent), a 4-sample demo reconstruction, and 
 
 Starts ``python app.py`` on the demo bundle as a fresh process on a free loopback port (the cold start counts
 from there), drives it with gradio_client and reads the process's peak RSS (VmHWM) at the end. Writes
-bench/results/app.json. Goals (issue 14, 2 cores): cold start <= 10 s, peak RSS <= 1.5 GB, a trial change
-<= 0.5 s and <= 300 KB, a 4-sample reconstruction <= 5 s.
+bench/results/app_figures.json (the app's output: bench/results/app_figures.log). Goals (issue 14, 2 cores):
+cold start <= 10 s, peak RSS <= 1.5 GB, a trial change <= 0.5 s and <= 300 KB, a 4-sample reconstruction <= 5 s.
+Quick run (``BENCH_QUICK=1``): 10 trial changes, into bench/results/quick/.
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import quick  # noqa: E402
+
 
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -32,17 +35,18 @@ def peak_rss_mb(pid: int) -> float:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--trials", type=int, default=30, help="trial changes to time")
+    p.add_argument("--trials", type=int, default=10 if quick() else 30, help="trial changes to time")
     args = p.parse_args()
     import numpy as np
     from gradio_client import Client
 
-    from bench.machine import machine_info
+    from bench.machine import machine_info, result_path, save_result
     from tests.conftest import free_port
     port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
     t0 = time.time()
-    log = open(ROOT / "bench" / "results" / "app_figures.log", "w")
+    log_path = result_path("app_figures", "log")
+    log = open(log_path, "w")
     app = subprocess.Popen([sys.executable, "-u", str(ROOT / "app.py"), "--port", str(port)], cwd=ROOT, env=env,
                            stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
@@ -59,7 +63,7 @@ def main():
         rss_start = peak_rss_mb(app.pid)
         # the app loads its models in the background once the page is served: time trials after that
         t_warm = time.time()
-        while "models loaded" not in (ROOT / "bench" / "results" / "app_figures.log").read_text():
+        while "models loaded" not in log_path.read_text():
             if time.time() - t_warm > 300:
                 raise SystemExit("the app did not finish loading its models in 5 minutes")
             time.sleep(0.2)
@@ -109,8 +113,7 @@ def main():
         app.terminate()
         app.wait(timeout=30)
         log.close()
-    path = ROOT / "bench" / "results" / "app_figures.json"
-    path.write_text(json.dumps(res, indent=1))
+    path = save_result("app_figures", res)
     print(json.dumps({k: v for k, v in res.items() if k != "machine"}, indent=1))
     print(f"wrote {path}")
 

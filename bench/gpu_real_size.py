@@ -9,7 +9,8 @@
    cross-attention to 257 x 768 tokens, 512 px VAE), ``--samples`` samples, 20 UniPC steps, img2img.
 
 Without CUDA it says so and exits 0 (nothing is measured on CPU: these sizes are GPU work). Writes
-bench/results/gpu_real_size.json when it runs.
+bench/results/gpu_real_size.json when it runs (a quick run, ``BENCH_QUICK=1``: the same sizes, into
+bench/results/quick/).
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def main():
     if not torch.cuda.is_available():
         print("gpu_real_size: skipped, no CUDA device here (the real-size path is GPU work; nothing measured)")
         return
-    from bench.machine import machine_info
+    from bench.machine import machine_info, save_result
     from mindeye.losses import soft_clip_loss
     from mindeye.models.decoder import UnclipDecoder
     from mindeye.models.lowlevel import LowLevelConfig, Voxel2VAE
@@ -105,8 +106,7 @@ def main():
     s = _timed(lambda: dec.decode(hidden, steps=20, guidance_scale=3.5, init_images=init, img2img_strength=0.85), repeat=1)
     out["recon_s"], out["recon_samples"] = round(s, 2), args.samples
     out["recon_peak_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-    path = Path(__file__).resolve().parent / "results" / "gpu_real_size.json"
-    path.write_text(json.dumps(out, indent=1))
+    save_result("gpu_real_size", out)
     print(json.dumps(out, indent=1))
 
 

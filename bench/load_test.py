@@ -4,7 +4,8 @@ latency per endpoint (p50 / p95), so we know the queue keeps reconstruction from
 
     .venv/bin/python bench/load_test.py [--students 30] [--seconds 60] [--no-train]
 
-Starts the app on the demo bundle on a free loopback port; writes bench/results/load_test.json.
+Starts the app on the demo bundle on a free loopback port; writes bench/results/load_test.json. Quick run
+(``BENCH_QUICK=1``): 6 students for 20 s, into bench/results/quick/.
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from bench.machine import quick  # noqa: E402
 
 # what one student does, with weights: mostly browsing, some retrieval, a few reconstructions
 MIX = (("trial", 0.70), ("retrieve", 0.25), ("reconstruct", 0.05))
@@ -71,14 +74,14 @@ def run_load(url: str, n_test: int, students: int, seconds: float, recon_steps: 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--students", type=int, default=30)
-    p.add_argument("--seconds", type=float, default=60)
+    p.add_argument("--students", type=int, default=6 if quick() else 30)
+    p.add_argument("--seconds", type=float, default=20 if quick() else 60)
     p.add_argument("--no-train", dest="train", action="store_false", help="no training run alongside")
     args = p.parse_args()
     import resource
 
     from app import build_app
-    from bench.machine import machine_info
+    from bench.machine import machine_info, save_result
     from mindeye.engine import get_engine
     from tests.conftest import free_port
     engine = get_engine()
@@ -104,8 +107,7 @@ def main():
         demo.close()
     res.update(bench="load_test", warm_up_s=warm_up_s, training_run_alongside=bool(name), training_status_at_end=train_status,
                peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), machine=machine_info())
-    path = ROOT / "bench" / "results" / "load_test.json"
-    path.write_text(json.dumps(res, indent=1))
+    path = save_result("load_test", res)
     print(json.dumps({k: v for k, v in res.items() if k != "machine"}, indent=1))
     print(f"wrote {path}")
 

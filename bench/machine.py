@@ -1,10 +1,32 @@
-"""What a bench figure was measured on: cores, CPU model and flags that matter, GPU, commit, threads."""
+"""What a bench figure was measured on: cores, CPU model and flags that matter, GPU, commit, threads; and where
+it goes: ``BENCH_QUICK=1`` (set by ``make bench QUICK=1``) is the one switch for the quick run, which shrinks
+every bench to a few minutes on 2 cores and writes to bench/results/quick/ (never bench/results/*.json, from
+which the README is generated)."""
 from __future__ import annotations
 
 import os
 import platform
 import subprocess
 from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"  # the full figures; the README is generated from these
+
+
+def quick() -> bool:
+    """A quick run (``BENCH_QUICK`` set to anything but empty, 0, false or no): small sizes, results in quick/."""
+    return os.environ.get("BENCH_QUICK", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def results_dir() -> Path:
+    """bench/results/quick/ on a quick run, else bench/results/ (created either way)."""
+    d = RESULTS / "quick" if quick() else RESULTS
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def result_path(name: str, ext: str = "json") -> Path:
+    """Where bench ``name`` writes its result: ``results_dir() / f"{name}.{ext}"``."""
+    return results_dir() / f"{name}.{ext}"
 
 
 def _cpu() -> tuple[str, list[str]]:
@@ -30,3 +52,11 @@ def machine_info() -> dict:
             "torch": torch.__version__, "commit": commit,
             # other work on the machine slows every timing: the 1-minute load average when the figure was taken
             "load_avg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
+
+
+def save_result(name: str, res: dict) -> Path:
+    """Write bench ``name``'s result dict as JSON where this run's results go (a quick run's marked ``"quick": true``)."""
+    import json
+    path = result_path(name)
+    path.write_text(json.dumps({**res, "quick": True} if quick() else res, indent=1))
+    return path

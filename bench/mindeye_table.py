@@ -10,6 +10,11 @@ hidden BrainNetwork, then the final model on its trunk; the prior stage does not
 run) into runs/bench/. ``--quick`` trains them for a quarter of the epochs. Every fit (ridge's alpha, MindEye's
 checkpoint) uses training and val images only; the test set is scored once at the end.
 Writes bench/results/mindeye_table.json; ``python bench/readme_tables.py`` puts it in the README.
+
+Quick run (``BENCH_QUICK=1``, into bench/results/quick/): subject 1 only (the shipped models, nothing trained),
+and ridge and the linear ceiling fitted once in closed form at the alpha that the full run's cross-validation
+chose (read from bench/results/mindeye_table.json; the CV's 5 extra fits per model are skipped), which is the
+model the full protocol ends with, so the figures should match the full table's.
 """
 from __future__ import annotations
 
@@ -26,8 +31,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench.machine import machine_info  # noqa: E402
-from mindeye.baselines import ridge_noise_free_ceiling, ridge_retrieval  # noqa: E402
+from bench.machine import RESULTS as FULL_RESULTS, machine_info, quick, result_path, save_result  # noqa: E402
+from mindeye.baselines import _rows, ridge_noise_free_ceiling, ridge_retrieval  # noqa: E402
 from mindeye.build_demo import DEMO_MINDEYE, finished_run  # noqa: E402
 from mindeye.bundle import DEMO_BUNDLE, PROJECT_ROOT, Bundle  # noqa: E402
 from mindeye.checkpoints import export_run, load_model  # noqa: E402
@@ -35,11 +40,52 @@ from mindeye.data.canonical import load_subject  # noqa: E402
 from mindeye.data.simnsd import SimConfig, simulate  # noqa: E402
 from mindeye.data.splits import selection_split  # noqa: E402
 from mindeye.metrics import retrieval_report  # noqa: E402
+from mindeye.models.ridge import RidgeModel  # noqa: E402
 from mindeye.models.scene_clip import SceneCLIP  # noqa: E402
 from mindeye.train import TrainConfig, clip_targets, file_sha256, train  # noqa: E402
 
-RESULTS = PROJECT_ROOT / "bench" / "results" / "mindeye_table.json"
 TARGETS = ("hidden", "final")
+
+
+def full_alphas(subj: int, target: str) -> tuple[float | None, float | None]:
+    """The alphas the full run's CV chose for ridge and the linear ceiling (None where it has no such row)."""
+    path = FULL_RESULTS / "mindeye_table.json"
+    rows = json.loads(path.read_text())["rows"] if path.exists() else []
+    row = next((r for r in rows if r["subj"] == subj and r["target"] == target), None)
+    return (row["ridge"].get("alpha"), row["linear_ceiling"].get("alpha")) if row else (None, None)
+
+
+def ridge_at(x: np.ndarray, y: torch.Tensor, alpha: float) -> RidgeModel:
+    """Ridge at a given alpha, closed form, float64: ``W = (Xc^T Xc + alpha I)^-1 Xc^T Yc``, the same model as
+    fit_ridge's final refit (its SVD form) once CV has picked ``alpha``."""
+    target_shape = tuple(y.shape[1:]) if y.ndim > 2 else ()
+    x = torch.as_tensor(np.asarray(x), dtype=torch.float64)
+    y = torch.as_tensor(y).reshape(len(y), -1).to(torch.float64)
+    xm, ym = x.mean(0), y.mean(0)
+    x, y = x - xm, y - ym
+    a = x.T @ x
+    a.diagonal().add_(alpha)
+    w = torch.linalg.solve(a, x.T @ y)
+    return RidgeModel(w.float(), xm.float(), ym.float(), float(alpha), target_shape)
+
+
+def quick_ridge(s, trn, tst, train_ids, train_trials, alpha) -> dict:
+    """ridge_retrieval's model and score, at ``alpha`` instead of choosing it by CV."""
+    x, ids = s.average_trials(train_trials)
+    model = ridge_at(x, trn[_rows(ids, train_ids)], alpha)
+    test_b, _ = s.averaged("test")
+    return {**retrieval_report(model.predict(test_b), tst.flatten(1)), "alpha": model.alpha}
+
+
+def quick_ceiling(s, trn, tst, train_ids, test_ids, alpha) -> dict:
+    """ridge_noise_free_ceiling's model and score, at ``alpha`` instead of choosing it by CV."""
+    gt = s.ground_truth(["noise_free", "noise_free_image_id"])
+    of = gt["noise_free_image_id"]
+    x_train = np.asarray(gt["noise_free"][np.sort(_rows(train_ids, of))], np.float32)
+    order = np.argsort(_rows(train_ids, of))
+    model = ridge_at(x_train, trn[order], alpha)
+    x_test = np.asarray(gt["noise_free"][_rows(test_ids, of)], np.float32)
+    return {**retrieval_report(model.predict(x_test), tst.flatten(1)), "alpha": model.alpha}
 
 
 def epoch_speed(metrics_path: Path) -> dict:
@@ -72,12 +118,13 @@ def train_subject(subj: int, data: str, runs: Path, quick: bool) -> dict[str, Pa
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--subj", type=int, nargs="+", default=[1, 2, 5, 7])
+    p.add_argument("--subj", type=int, nargs="+", default=[1] if quick() else [1, 2, 5, 7])
     p.add_argument("--data", default=str(PROJECT_ROOT / "data" / "simnsd"))
     p.add_argument("--runs", default=str(PROJECT_ROOT / "runs" / "bench"))
     p.add_argument("--quick", action="store_true", help="a quarter of the epochs for the subjects trained here")
     p.add_argument("--retrain_subj1", action="store_true", help="train subject 1 here too instead of loading the shipped models")
     args = p.parse_args()
+    args.quick = args.quick or quick()
     bundle = Bundle.load(DEMO_BUNDLE)
     clip = SceneCLIP.load(PROJECT_ROOT / bundle.models["clip"])
     clip_sha = file_sha256(clip.folder / "model.safetensors")
@@ -100,10 +147,17 @@ def main():
             tag = f"{s.fingerprint()}_SceneCLIP{clip_sha[:8]}_{target}"
             trn = clip_targets(clip, s.images(train_ids), target == "hidden", True, cache, f"{tag}_train_aug0")[:, 0]
             tst = clip_targets(clip, s.images(test_ids), target == "hidden", True, cache, f"{tag}_test")[:, 0]
+            alpha, ceiling_alpha = full_alphas(subj, target) if quick() else (None, None)
             t0 = time.time()
-            ridge, _ = ridge_retrieval(s, trn, tst, train_ids, split.train_trials)
+            if alpha is not None:
+                ridge = quick_ridge(s, trn, tst, train_ids, split.train_trials, alpha)
+            else:
+                ridge, _ = ridge_retrieval(s, trn, tst, train_ids, split.train_trials)
             ridge_s = time.time() - t0
-            ceiling = ridge_noise_free_ceiling(s, trn, tst, train_ids, test_ids)
+            if ceiling_alpha is not None:
+                ceiling = quick_ceiling(s, trn, tst, train_ids, test_ids, ceiling_alpha)
+            else:
+                ceiling = ridge_noise_free_ceiling(s, trn, tst, train_ids, test_ids)
             model, meta = load_model(stems[target], expect={"subject": subj, "fingerprint": s.fingerprint()})
             v2c = model.voxel2clip if hasattr(model, "voxel2clip") else model
             with torch.no_grad():
@@ -121,6 +175,9 @@ def main():
                    "mindeye": mindeye, "mindeye_checkpoint": f"{meta['checkpoint']} (epoch {meta['epoch']}, chosen on val)",
                    "mindeye_source": "shipped" if shipped else ("trained here, quick" if args.quick else "trained here"),
                    "median_ncsnr": summary["median_ncsnr"], "speed": speed}
+            if quick():
+                row["ridge_protocol"] = ("alpha chosen by 5-fold CV" if alpha is None else
+                                         "quick: alpha from the full run's CV, one closed-form fit")
             rows.append(row)
             print(json.dumps({k: row[k] for k in ("subj", "target", "mindeye_source")}),
                   f"MindEye {100 * mindeye['image']['mean']:.1f}/{100 * mindeye['brain']['mean']:.1f}",
@@ -128,12 +185,12 @@ def main():
                   f"ceiling {100 * ceiling['image']['mean']:.1f}/{100 * ceiling['brain']['mean']:.1f}", flush=True)
     result = {"bench": "mindeye_table", "protocol": "300-way top-1, mean and central 95% of 30 random draws, "
               "repetition-averaged test betas", "seed": 0, "rows": rows, "machine": machine_info()}
-    if RESULTS.exists() and set(args.subj) != {1, 2, 5, 7}:  # a partial rerun updates its subjects only
-        old = json.loads(RESULTS.read_text())
+    path = result_path("mindeye_table")
+    if path.exists() and set(args.subj) != {1, 2, 5, 7}:  # a partial rerun updates its subjects only
+        old = json.loads(path.read_text())
         result["rows"] = [r for r in old["rows"] if r["subj"] not in args.subj] + rows
         result["rows"].sort(key=lambda r: (r["subj"], TARGETS.index(r["target"])))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=1))
+    save_result("mindeye_table", result)
     from bench.readme_tables import render_mindeye_table
     print(render_mindeye_table(result))
 

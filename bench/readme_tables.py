@@ -2,8 +2,11 @@
 
     .venv/bin/python bench/readme_tables.py          # rewrite the README's generated blocks
     .venv/bin/python bench/readme_tables.py --check  # exit 1 if the README and the results disagree (CI)
+    .venv/bin/python bench/readme_tables.py --results bench/results/quick --print  # print, write nothing
 
-A generated block sits between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->``.
+A generated block sits between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->``. ``--print`` prints a
+headline summary and the same tables for the results in ``--results`` without touching the README; a quick run
+(``BENCH_QUICK=1``, as ``make bench QUICK=1`` sets) does that for bench/results/quick/, never writing the README.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+RESULTS = ROOT / "bench" / "results"  # the full figures, the only ones the README is generated from
 
 
 def _pct(d: dict) -> str:
@@ -64,9 +68,9 @@ def render_simnsd_oracle(res: dict) -> str:
     return "\n".join(lines)
 
 
-def render_demo_preset(res: dict) -> str:
+def render_demo_preset(res: dict, results: Path = RESULTS) -> str:
     r = res.get("ridge_final_target")
-    table = ROOT / "bench" / "results" / "mindeye_table.json"
+    table = Path(results) / "mindeye_table.json"
     if r is None and table.exists():  # ridge on the same target and data, from the decoding bench
         row = next((x for x in json.loads(table.read_text())["rows"] if x["subj"] == 1 and x["target"] == "final"), None)
         r = {"image": row["ridge"]["image"]["mean"], "brain": row["ridge"]["brain"]["mean"]} if row else None
@@ -165,7 +169,7 @@ RENDERERS = {"load_test": render_load_test, "app_figures": render_app_figures, "
 
 def generated_readme(text: str) -> str:
     for name, render in RENDERERS.items():
-        path = ROOT / "bench" / "results" / f"{name}.json"
+        path = RESULTS / f"{name}.json"
         if not path.exists():
             continue
         block = render(json.loads(path.read_text()))
@@ -174,10 +178,120 @@ def generated_readme(text: str) -> str:
     return text
 
 
+# the order the benches run in (make bench)
+ORDER = ("simnsd_oracle", "mindeye_table", "demo_preset", "recon_table", "gpu_real_size", "retrieval_latency",
+         "app_figures", "load_test", "prior_sampling")
+
+
+def _f(x, spec: str = ".1f", scale: float = 1.0) -> str:
+    return format(scale * x, spec) if isinstance(x, (int, float)) else "-"
+
+
+def headlines(name: str, res: dict) -> list[str]:
+    """A line or a few per bench: the figures to look at first."""
+    if name == "simnsd_oracle":
+        return [f"subject {s['subject']}: oracle top-1 {_f(s['oracle_top1_averaged'], scale=100)}% (3-trial avg) / "
+                f"{_f(s['oracle_top1_single_trial'], scale=100)}% (1 trial), median ncsnr {_f(s['median_ncsnr'], '.3f')}"
+                + (f", simulated in {s['seconds']:.0f} s" if s.get("seconds") else "") for s in res["rows"]]
+    if name == "mindeye_table":
+        def means(d):
+            return f"{_f(d['image']['mean'], scale=100)} / {_f(d['brain']['mean'], scale=100)}"
+        return [f"subject {r['subj']} {r['target']}: MindEye {means(r['mindeye'])}, ridge {means(r['ridge'])}, "
+                f"linear ceiling {means(r['linear_ceiling'])}" + (" (300-way top-1 %, image / brain)" if i == 0 else "")
+                for i, r in enumerate(res["rows"])]
+    if name == "demo_preset":
+        return [f"{len(res['epoch_seconds'])} epochs in {res['train_seconds']:.0f} s: test top-1 "
+                f"{_f(res['final_test_image_top1'], scale=100)}% / {_f(res['final_test_brain_top1'], scale=100)}% "
+                f"(image / brain), half of it after {res['half_reached_at_s']:.0f} s, a metrics line at least every "
+                f"{res['max_seconds_between_metric_lines']:.1f} s"]
+    if name == "recon_table":
+        keys = ("PixCorr (96 px)", "SSIM (96 px)", "bundle CLIP 2-way")
+        out = [f"{col}: " + ", ".join(f"{k} {_f(m.get(k), '.3f')}" for k in keys) for col, m in res["columns"].items()]
+        lat = ", ".join(f"N = {k}: {v:.1f} s" for k, v in res.get("latency_one_trial_s", {}).items())
+        return out + [f"{res['trials']}, {res['samples_per_trial']} sample(s) per trial"
+                      + (f"; one trial's reconstruction {lat}" if lat else "")]
+    if name == "gpu_real_size":
+        return [f"train step {res.get('train_step_s')} s ({res.get('train_peak_gb')} GB), reconstruction of "
+                f"{res.get('recon_samples')} samples {res.get('recon_s')} s ({res.get('recon_peak_gb')} GB)"]
+    if name == "retrieval_latency":
+        out = []
+        for n in sorted({r["n"] for r in res["rows"]}):
+            rows = [r for r in res["rows"] if r["n"] == n]
+            exact = next(r for r in rows if r["method"].startswith("exact"))
+            ivf = next((r for r in rows if "default" in r["method"]), None)
+            out.append(f"{n:,} vectors: exact {exact['ms_median']:.2f} ms / query"
+                       + (f", IVF at the default nprobe {ivf['ms_median']:.2f} ms, recall@{res['recall_at']} "
+                          f"{ivf['recall@' + str(res['recall_at'])]:.2f}" if ivf else ""))
+        return out
+    if name == "app_figures":
+        t, r = res["trial_change"], res["reconstruct_4_samples_s"]
+        return [f"cold start {res['cold_start_s']:.1f} s (goal <= 10), models loaded at {res['models_loaded_s']:.1f} s",
+                f"trial change: server p50 {t['server_p50_s']:.3f} s (goal <= 0.5), round trip p50 {t['p50_s']:.2f} s, "
+                f"max {t['max_kb_sent']:.0f} KB sent (goal <= 300)",
+                f"4-sample reconstruction median {r['median']:.1f} s (goal <= 5); peak RSS {res['peak_rss_mb']} MB "
+                f"(goal <= 1,536)"]
+    if name == "load_test":
+        e = res["endpoints"]
+        return [f"{res['students']} students for {res['seconds']:.0f} s"
+                + (" beside a training run" if res.get("training_run_alongside") else "")
+                + f": {res['requests']} requests, {res['errors']} errors",
+                "p50 / p95: " + ", ".join(f"{k} {_f(v['p50_s'])} / {_f(v['p95_s'])} s" for k, v in e.items())]
+    if name == "prior_sampling":
+        ch = res["chosen"]
+        return [f"chosen: {ch['steps']} DDPM steps, guidance {ch['guidance_scale']:g}"]
+    return []
+
+
+def print_results(results: Path) -> int:
+    """Print a headline summary of every result in ``results``, then the README's tables rendered from them."""
+    results = Path(results)
+    found = {name: json.loads((results / f"{name}.json").read_text()) for name in ORDER
+             if (results / f"{name}.json").exists()}
+    if not found:
+        print(f"no bench results in {results}", file=sys.stderr)
+        return 1
+    try:
+        where = results.resolve().relative_to(ROOT)
+    except ValueError:
+        where = results
+    quick = any(r.get("quick") for r in found.values())
+    title = f"bench results in {where}" + (" (a QUICK run: small sizes, not the README's figures)" if quick else "")
+    print(f"\n{title}\n{'=' * len(title)}\n")
+    width = max(len(n) for n in ORDER)
+    print(f"| {'bench':<{width}} | headline |\n|{'-' * (width + 2)}|---|")
+    for name in ORDER:
+        if name not in found:
+            if name != "prior_sampling":  # not part of make bench
+                print(f"| {name:<{width}} | no result (skipped, e.g. no GPU, or not run) |")
+            continue
+        for i, line in enumerate(headlines(name, found[name])):
+            print(f"| {name if i == 0 else '':<{width}} | {line} |")
+    for name, res in found.items():
+        if name in RENDERERS:
+            render = RENDERERS[name]
+            block = render(res, results) if render is render_demo_preset else render(res)
+            print(f"\n## {name}\n\n{block}")
+    print()
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--check", action="store_true", help="fail if the README's generated blocks are stale")
+    p.add_argument("--print", dest="print_only", action="store_true",
+                   help="print a summary and the tables of --results; write nothing")
+    p.add_argument("--results", type=Path, default=None,
+                   help="results folder for --print (default: bench/results, or bench/results/quick on a quick run)")
     args = p.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    from bench.machine import quick
+    if args.results is not None and not args.print_only:
+        p.error("--results goes with --print (the README is generated from bench/results only)")
+    if not args.check and (args.print_only or quick()):  # a quick run never writes the README
+        code = print_results(args.results or (RESULTS / "quick" if quick() else RESULTS))
+        if quick() and not args.print_only:
+            print("BENCH_QUICK is set: printed the quick results; README.md not touched", file=sys.stderr)
+        return code
     text = README.read_text()
     new = generated_readme(text)
     if args.check:

@@ -4,7 +4,9 @@ figure; reconstruction latency.
 
     .venv/bin/python bench/recon_table.py [--trials 100] [--samples 4] [--strength 0.85]
 
-Writes bench/results/recon_table.json and docs/recon_strengths.png.
+Writes bench/results/recon_table.json and docs/recon_strengths.png. Quick run (``BENCH_QUICK=1``): by default
+10 trials, 1 sample each, no ridge column (its first fit takes minutes), latency for N = 1 and 4 only, never the
+figure; into bench/results/quick/.
 """
 from __future__ import annotations
 
@@ -21,13 +23,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench.machine import machine_info  # noqa: E402
+from bench.machine import machine_info, quick, save_result  # noqa: E402
 from mindeye.bundle import PROJECT_ROOT  # noqa: E402
 from mindeye.data.stream import to_model_input  # noqa: E402
 from mindeye.engine import Model, Source, get_engine  # noqa: E402
 from mindeye.evaluation import evaluate_reconstructions, format_table  # noqa: E402
 
-RESULTS = PROJECT_ROOT / "bench" / "results" / "recon_table.json"
 
 
 def strength_figure(e, trials, strengths, path, seed=0):
@@ -55,8 +56,8 @@ def strength_figure(e, trials, strengths, path, seed=0):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--trials", type=int, default=100, help="test trials 0..N-1")
-    p.add_argument("--samples", type=int, default=4, help="samples per trial (second-order pick)")
+    p.add_argument("--trials", type=int, default=10 if quick() else 100, help="test trials 0..N-1")
+    p.add_argument("--samples", type=int, default=1 if quick() else 4, help="samples per trial (second-order pick)")
     p.add_argument("--strength", type=float, default=0.85,
                    help="img2img strength for the table (V1's default .85, not tuned on these trials)")
     p.add_argument("--steps", type=int, default=20)
@@ -64,7 +65,10 @@ def main():
     p.add_argument("--all_strengths", action="store_true", help="also MindEye and ridge without img2img (strength 1)")
     p.add_argument("--no_figure", action="store_true")
     p.add_argument("--no_latency", action="store_true")
+    p.add_argument("--no_ridge", action="store_true", default=quick(),
+                   help="leave the ridge column out (its first use fits ridge: minutes; the default on a quick run)")
     args = p.parse_args()
+    args.no_figure = args.no_figure or quick()  # a quick run never replaces the README's figure
     e = get_engine()
     clip, judge = e.model(Model.CLIP), e.model(Model.JUDGE)
     idx = np.arange(args.trials)
@@ -74,6 +78,8 @@ def main():
     runs = [(Source.MINDEYE, args.strength), (Source.RIDGE, args.strength), (Source.TRUE, 1.0)]
     if args.all_strengths:
         runs[2:2] = [(Source.MINDEYE, 1.0), (Source.RIDGE, 1.0)]
+    if args.no_ridge:
+        runs = [r for r in runs if r[0] != Source.RIDGE]
     for source, strength in runs:
         name = f"{source.value}, strength {strength:g}"
         t0 = time.time()
@@ -90,7 +96,7 @@ def main():
     columns["low-level model alone"] = evaluate_reconstructions(low, originals, clip, judge, labels)
     latency = {}
     if not args.no_latency:
-        for n in (1, 4, 16):
+        for n in (1, 4) if quick() else (1, 4, 16):
             e.reconstruct([0], Source.MINDEYE, strength=args.strength, n=n, steps=args.steps)  # warm
             t0 = time.time()
             e.reconstruct([1], Source.MINDEYE, strength=args.strength, n=n, steps=args.steps)
@@ -102,8 +108,7 @@ def main():
            "steps": args.steps, "guidance": args.guidance, "columns": columns, "seconds": seconds,
            "latency_one_trial_s": latency, "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
            "seed": 0, "machine": machine_info()}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(res, indent=1))
+    save_result("recon_table", res)
     print(format_table(columns))
     print(json.dumps({"latency_one_trial_s": latency, "peak_rss_mb": res["peak_rss_mb"]}))
 

@@ -9,7 +9,8 @@ they have no cluster structure, so the true neighbours of a query are spread ove
 embeddings of real or procedural images are clustered; ``--pool PATH`` adds rows over a built pool folder
 queried with what the app sends it, the final model's brain embeddings of test trials.
 Latency is per query (one query at a time, k=16, median and 90th percentile over ``--queries``).
-Writes bench/results/retrieval_latency.json.
+Writes bench/results/retrieval_latency.json. Quick run (``BENCH_QUICK=1``): pools of 1k and 100k, 20 queries,
+into bench/results/quick/.
 """
 from __future__ import annotations
 
@@ -23,8 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.machine import machine_info  # noqa: E402
-from mindeye.bundle import PROJECT_ROOT  # noqa: E402
+from bench.machine import machine_info, quick, result_path  # noqa: E402
 
 K, RECALL_AT, DIM = 16, 10, 128
 
@@ -93,13 +93,14 @@ def bench_pool(name: str, emb: np.ndarray, queries: np.ndarray, nprobes, log=pri
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", type=int, nargs="+", default=[1_000, 100_000, 1_000_000])
-    p.add_argument("--queries", type=int, default=50, help="single queries timed per method (default: 50)")
+    p.add_argument("--sizes", type=int, nargs="+", default=[1_000, 100_000] if quick() else [1_000, 100_000, 1_000_000])
+    p.add_argument("--queries", type=int, default=20 if quick() else 50,
+                   help="single queries timed per method (default: 50; quick run: 20)")
     p.add_argument("--nprobe", type=int, nargs="+", default=[16, 64, 256], help="IVF cells scanned, each a row")
     p.add_argument("--pool", default=None,
                    help="also a built pool folder, queried with the bundle's brain embeddings of the first test trials")
     p.add_argument("--bundle", default=None, help="bundle for --pool's queries (default: assets/demo)")
-    p.add_argument("--out", default=str(PROJECT_ROOT / "bench" / "results" / "retrieval_latency.json"))
+    p.add_argument("--out", default=str(result_path("retrieval_latency")))
     args = p.parse_args()
     import torch
 
@@ -124,6 +125,8 @@ def main() -> None:
            "note": "latency per single query; recall@10 against exact search; random unit vectors are the "
                    "worst case for IVF (no cluster structure)",
            "rows": rows, "machine": {**machine_info(), "torch_threads": torch.get_num_threads()}}
+    if quick():
+        res["quick"] = True
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))

@@ -26,20 +26,40 @@ def _hex(rgb) -> str:
     return "#%02x%02x%02x" % tuple(int(c) for c in rgb)
 
 
+CANVAS = 320  # the drawing canvas's side in pixels
+
+
+def canvas_for(background: str):
+    """A fresh canvas: SimNSD's background texture to draw on (or plain white)."""
+    if background == "white":
+        return np.full((CANVAS, CANVAS, 3), 255, np.uint8)
+    return scenes.background_image(background, CANVAS)
+
+
 def drawing(value):
-    """The Sketchpad's picture (its composite, transparent parts on white) as uint8 ``[H, W, 3]``, or None."""
+    """The Sketchpad's picture (its composite; transparent parts on white) as uint8 ``[H, W, 3]``, or None when
+    nothing has been drawn on the canvas yet."""
     if value is None:
         return None
     img = value.get("composite") if isinstance(value, dict) else value
     if img is None:
         return None
     img = np.asarray(img)
+    drawn = None
+    if isinstance(value, dict):
+        strokes = [np.asarray(x) for x in value.get("layers") or [] if x is not None]
+        if strokes and all(x.ndim == 3 and x.shape[-1] == 4 for x in strokes):
+            drawn = any(x[..., 3].any() for x in strokes)
+        elif value.get("background") is not None:
+            drawn = not np.array_equal(np.asarray(value["background"])[..., :3], img[..., :3])
     if img.ndim == 3 and img.shape[-1] == 4:
         alpha = img[..., 3:4].astype(np.float32) / 255
         img = (img[..., :3] * alpha + 255 * (1 - alpha)).astype(np.uint8)
-    if img.ndim != 3 or not (img[..., :3] < 250).any():
-        return None  # nothing drawn yet
-    return img[..., :3]
+    if img.ndim != 3:
+        return None
+    if drawn is None:
+        drawn = bool((img[..., :3] < 250).any())
+    return img[..., :3] if drawn else None
 
 
 def _object_row(k: int, shape, colour, size, x, y):
@@ -65,8 +85,11 @@ def build(engine: Engine):
                 background = gr.Dropdown(list(scenes.BACKGROUNDS), value="grass", label="background")
                 rows = [c for k, d in enumerate(DEFAULTS) for c in _object_row(k, *d)]
             with gr.Group(visible=False) as draw_box:
-                sketch = gr.Sketchpad(type="numpy", image_mode="RGB", canvas_size=(320, 320), fixed_canvas=True,
-                                      height=340, label="draw with SimNSD's colours (a filled blob reads best)",
+                draw_bg = gr.Dropdown(["white", *scenes.BACKGROUNDS], value="grass",
+                                      label="canvas (a new one clears the drawing)")
+                sketch = gr.Sketchpad(value=canvas_for("grass"), type="numpy", image_mode="RGB",
+                                      canvas_size=(CANVAS, CANVAS), fixed_canvas=True,
+                                      height=340, label="draw with SimNSD's colours (filled blobs read best)",
                                       brush=gr.Brush(default_size=18, colors=[_hex(c) for c in scenes.COLOURS.values()],
                                                      color_mode="fixed"), layers=False, buttons=[], elem_id="sketch")
             with gr.Group(visible=False) as upload_box:
@@ -115,10 +138,10 @@ def build(engine: Engine):
             rec = engine.decode(resp.betas, n=4, seed=int(sd or 0))
             ids, scores = engine.retrieve_voxels(resp.betas, k=6)
             view_json = brain.update(engine, engine.scene_view(resp, v)) if engine.has_surface else None
+        except DataError as e:  # first: a DataError is a ValueError too
+            raise gr.Error(str(e)) from None
         except (TypeError, ValueError) as e:
             raise gr.Error(f"check the form: {e}") from None
-        except DataError as e:
-            raise gr.Error(str(e)) from None
         img = lambda t: (t.permute(1, 2, 0).clamp(0, 1).numpy() * 255).astype(np.uint8)  # noqa: E731
         lowimg = img(rec.lowlevel[0]) if rec.lowlevel is not None else None
         picked = img(rec.picked[0])
@@ -133,6 +156,7 @@ def build(engine: Engine):
             return gr.skip()
         return brain.update(engine, engine.scene_view(resp, v))
 
+    draw_bg.change(canvas_for, draw_bg, sketch, api_name=False)
     source.change(lambda s: tuple(gr.Group(visible=s == name) for name in SOURCES), source,
                   [compose_box, draw_box, upload_box], api_name=False)
     go.click(run, [source, upload, sketch, background, *rows, noise, seed, view], [seen, low, pick, caption, view_box, nearest, last],

@@ -6,6 +6,7 @@ root unless absolute.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,41 @@ class Bundle:
                    subject=int(ds["subject"]), seed=int(ds.get("seed", 0)), models=raw.get("models", {}),
                    folder=path.parent, pool=raw.get("pool"))
 
+    def model_subject(self, key: str) -> int | None:
+        """The subject a model of this bundle was trained on (MindEye models record it beside their weights);
+        None for the subject-free ones (CLIP, VAE, decoder, judge)."""
+        meta = self.resolve(self.models[key]).with_suffix(".json")
+        if not meta.is_file():
+            return None
+        try:
+            return json.loads(meta.read_text()).get("data", {}).get("subject")
+        except (ValueError, AttributeError):
+            return None
+
+    def subjects(self) -> list[int]:
+        """The subjects this bundle's dataset offers: SimNSD's four (simulated on first use), or the ones a
+        converted NSD folder holds."""
+        if self.dataset_kind == "simnsd":
+            from .data.simnsd import SUBJECTS
+            return list(SUBJECTS)
+        try:
+            manifest = json.loads((self.data_path / "dataset.json").read_text())
+            return sorted(int(k) for k in manifest.get("subjects", {}))
+        except (OSError, ValueError):
+            return [self.subject]
+
+    def for_subject(self, subject: int | None) -> "Bundle":
+        """This bundle on another subject of its dataset: the subject-free models stay, the MindEye models
+        trained on another subject are left out (the app then shows only the tabs it can serve)."""
+        if subject is None or int(subject) == self.subject:
+            return self
+        subject = int(subject)
+        if subject not in self.subjects():
+            raise DataError(f"subject {subject} is not in {self.name}'s dataset ({self.data_path}); it offers "
+                            f"subjects {self.subjects()}")
+        models = {k: v for k, v in self.models.items() if self.model_subject(k) in (None, subject)}
+        return dataclasses.replace(self, subject=subject, models=models)
+
     def resolve(self, rel: str | Path) -> Path:
         """A path named in the manifest: absolute as is; relative to the bundle's folder when it exists there
         (so a bundle folder can be moved or copied whole), else relative to the project root."""
@@ -81,3 +117,19 @@ class Bundle:
         if here is not None and (here.exists() or here.with_suffix(".json").exists()):  # a folder, file or model stem
             return here
         return PROJECT_ROOT / p
+
+
+def find_bundles(extra: list[Path] | None = None) -> list[Path]:
+    """Bundle folders the app can offer: the demo, every folder with a bundle.json under ``assets/`` and
+    ``work_root()/bundles/``, and ``extra`` (e.g. the one loaded now)."""
+    found = [DEMO_BUNDLE]
+    for root in (PROJECT_ROOT / "assets", work_root() / "bundles"):
+        if root.is_dir():
+            found += sorted(p.parent for p in root.glob("*/bundle.json"))
+    found += [Path(p) for p in extra or []]
+    out = []
+    for p in found:
+        p = Path(p).resolve()
+        if p not in out and (p / "bundle.json").is_file():
+            out.append(p)
+    return out

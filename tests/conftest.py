@@ -67,16 +67,18 @@ def cache_dir(path):
 class served_app:
     """``with served_app(engine) as client:`` the real app on a free loopback port, and a gradio_client on it."""
 
-    def __init__(self, engine):
-        self.engine = engine
+    def __init__(self, engine, **build):
+        self.engine, self.build = engine, build
 
     def __enter__(self):
         from gradio_client import Client
 
-        from app import build_app
+        from app import build_app, launch_options
         port = free_port()
-        self.demo = build_app(self.engine)
-        self.demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+        self.demo = build_app(self.engine, **self.build)
+        self.demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                         **launch_options(self.engine))
+        self.url = f"http://127.0.0.1:{port}/"
         return Client(f"http://127.0.0.1:{port}/", verbose=False)
 
     def __exit__(self, *exc):

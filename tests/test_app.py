@@ -139,3 +139,35 @@ def test_app_command_line_errors_are_one_line_and_start_nothing(tmp_path, capsys
     finally:
         busy.close()
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_header_picker_switches_bundle_and_subject(engine, tmp_path):
+    """The header offers the bundles found and their dataset's subjects; "load" hands a valid choice to the
+    server's switch (which restarts the app on it), and refuses what is not offered."""
+    from mindeye.bundle import Bundle
+
+    from .conftest import served_app
+    asked = []
+    folder = str(engine.bundle.folder.resolve())
+    with served_app(engine, switch=lambda f, s: asked.append((str(f), s))) as client:
+        client.predict(folder, 2, api_name="/switch")
+        assert asked == [(folder, 2)]
+        for args, expected in (((folder, 3), "3 is not in the list of choices"),
+                               ((folder, engine.bundle.subject), "loaded now"),
+                               ((str(tmp_path), 1), "not in the list of choices")):
+            with pytest.raises(Exception, match=expected):
+                client.predict(*args, api_name="/switch")
+        assert len(asked) == 1
+
+
+def test_another_subject_keeps_only_the_models_it_can_use(tiny_stack):
+    """MindEye models record their subject; on another subject of the dataset they are left out (so the app
+    builds only the tabs it can serve), the subject-free CLIP, VAE, decoder and judge stay."""
+    b = Bundle.load(tiny_stack)
+    assert b.subjects() == [1, 2, 5, 7] and b.model_subject("mindeye_final") == 1 and b.model_subject("clip") is None
+    other = b.for_subject(2)
+    assert other.subject == 2 and not {"mindeye_hidden", "mindeye_final", "lowlevel"} & set(other.models)
+    assert {"clip", "decoder", "judge", "vae"} <= set(other.models)
+    assert b.for_subject(1) is b
+    with pytest.raises(DataError, match=r"subject 3 is not in .* it offers subjects \[1, 2, 5, 7\]"):
+        b.for_subject(3)

@@ -84,13 +84,13 @@ def test_every_tab_works_in_a_browser(engine, browser):
         page.get_by_label("upload a picture").check()  # Your image's other sources: the upload box shows
         page.wait_for_selector("text=your picture (up to 10 MB)", timeout=10_000)
         page.get_by_label("draw a picture").check()  # a drawing: a red blob painted on the canvas, then decoded
-        canvas = page.locator("#sketch canvas").first
-        canvas.wait_for(timeout=10_000)
-        box = canvas.bounding_box()
-        page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.4)
+        page.locator("#sketch canvas").first.wait_for(timeout=20_000)
+        box = page.locator("#sketch").bounding_box()
+        page.mouse.move(box["x"] + box["width"] * 0.42, box["y"] + box["height"] * 0.45)
         page.mouse.down()
-        for k in range(12):
-            page.mouse.move(box["x"] + box["width"] * (0.3 + 0.03 * k), box["y"] + box["height"] * (0.4 + 0.02 * (k % 3)))
+        for k in range(20):
+            page.mouse.move(box["x"] + box["width"] * (0.42 + 0.008 * k), box["y"] + box["height"] * (0.45 + 0.01 * (k % 4)),
+                            steps=3)
         page.mouse.up()
         page.get_by_role("button", name="show it to the brain, then decode", exact=True).click()
         _wait_idle(page)

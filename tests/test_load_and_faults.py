@@ -50,6 +50,33 @@ def test_malformed_api_input_gets_a_clear_error_and_the_app_survives(engine, tmp
     assert not created, created
 
 
+def test_an_oversized_upload_is_refused_with_the_limit_and_nothing_is_kept(engine, tmp_path, monkeypatch):
+    """A 50 MB file posted to the app's upload route (what Your image's picture box uses): refused by the server
+    with the limit named, before the app sees it; no file is kept, and the app goes on serving."""
+    import tempfile
+
+    import httpx
+
+    from .conftest import served_app
+    upload_dir = tmp_path / "gradio_tmp"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(upload_dir))
+    big = tmp_path / "huge.png"
+    big.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(50 * 1024 * 1024))
+    with served_app(engine) as client:
+        rss0 = _rss_mb()
+        with open(big, "rb") as f:
+            r = httpx.post(client.src.rstrip("/") + "/gradio_api/upload", files={"files": ("huge.png", f, "image/png")},
+                           timeout=60)
+        assert r.status_code == 413, (r.status_code, r.text[:200])
+        assert "10" in r.text and "MB" in r.text.upper(), r.text[:300]  # the limit, in the message
+        image, caption, table = client.predict(2, api_name="/trial")  # still serving
+        assert caption
+        assert _rss_mb() < rss0 + 150  # the 50 MB were not kept in memory
+    kept = [p for p in upload_dir.rglob("*") if p.is_file() and p.stat().st_size > 1024 * 1024] if upload_dir.exists() else []
+    assert not kept, kept
+    assert not [p for p in __import__("pathlib").Path(tempfile.gettempdir()).glob("gradio/**/huge.png")]
+
+
 def test_a_few_students_get_no_errors_while_a_run_trains(engine):
     from bench.load_test import run_load
 

@@ -86,7 +86,7 @@ def test_an_uploaded_picture_is_read_by_the_judge_and_answered(engine):
 def test_a_drawing_is_a_picture_on_white(engine):
     """The Sketchpad's composite (RGBA, transparent where nothing is drawn) reads as strokes on white; an empty
     canvas is refused with what to do."""
-    from components.your_image import drawing
+    from components.your_image import canvas_for, drawing
     canvas = np.zeros((80, 80, 4), np.uint8)  # fully transparent
     assert drawing({"composite": canvas, "layers": [], "background": None}) is None
     canvas[20:60, 20:60] = (220, 40, 40, 255)  # a red square
@@ -96,3 +96,9 @@ def test_a_drawing_is_a_picture_on_white(engine):
     assert scene.caption.startswith("your picture (the judge reads: ")
     rgba = engine.scene_from_picture(canvas)  # RGBA straight to the engine: composited on white the same way
     assert np.array_equal(rgba.image, scene.image)
+
+    grass = {"background": np.asarray(canvas_for("grass")), "layers": [np.zeros((320, 320, 4), np.uint8)],
+             "composite": np.asarray(canvas_for("grass"))}
+    assert drawing(grass) is None  # a textured canvas with nothing on it is not a drawing
+    grass["layers"][0][100:200, 100:200] = (40, 70, 220, 255)
+    assert drawing(grass) is not None

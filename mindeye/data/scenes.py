@@ -193,6 +193,14 @@ def _background(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(img, 0, 1, out=img)
 
 
+def background_image(kind: str, size: int = 96, seed: int = 0) -> np.ndarray:
+    """A background alone, ``[size, size, 3]`` uint8 (e.g. a canvas to draw objects on)."""
+    if kind not in BACKGROUNDS:
+        raise ValueError(f"background should be one of {BACKGROUNDS}, got {kind!r}")
+    img = _background(kind, size, np.random.default_rng([seed, 12]))
+    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
 def render(scene: Scene, size: int = 96, seed: int = 0) -> np.ndarray:
     """Render a scene to ``[size, size, 3]`` uint8 (drawn at 2x and downsampled, so edges are anti-aliased)."""
     canvas = 2 * size
