@@ -26,6 +26,17 @@ sys.path.insert(0, str(ROOT))
 from bench.machine import quick  # noqa: E402
 
 
+def rss_parts_mb(pid: int) -> dict:
+    """Resident memory now, split: anonymous (the heap: tensors, arrays) and file-backed (mapped libraries such
+    as torch's CUDA kernels, which the OS can drop and share between processes)."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        for key in ("VmRSS", "RssAnon", "RssFile"):
+            if line.startswith(key + ":"):
+                out[key] = round(int(line.split()[1]) / 1024)
+    return out
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -107,6 +118,7 @@ def main():
             "reconstruct_4_samples_s": {"runs": [round(x, 2) for x in recon], "median": round(float(np.median(recon)), 2),
                                         "what": "round trip of /reconstruct: 4 samples, 20 steps, strength 0.85, no ridge"},
             "peak_rss_mb": round(peak_rss_mb(app.pid)),
+            "rss_at_end_mb": rss_parts_mb(app.pid),
             "machine": machine_info(),
         }
     finally:

@@ -87,8 +87,8 @@ class Bundle:
         """The subjects this bundle's dataset offers: SimNSD's four (simulated on first use), or the ones a
         converted NSD folder holds."""
         if self.dataset_kind == "simnsd":
-            from .data.simnsd import SUBJECTS
-            return list(SUBJECTS)
+            from .data.canonical import SIMNSD_SUBJECTS
+            return list(SIMNSD_SUBJECTS)
         try:
             manifest = json.loads((self.data_path / "dataset.json").read_text())
             return sorted(int(k) for k in manifest.get("subjects", {}))

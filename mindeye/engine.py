@@ -359,10 +359,13 @@ class Engine:
             for key in (Model.CLIP, Model.FINAL, Model.HIDDEN, Model.DECODER, Model.LOWLEVEL):
                 if key.value in self.bundle.models:
                     self.model(key)
+                    release_memory()
             for target, key in (("final", Model.FINAL), ("hidden", Model.HIDDEN)):  # what retrieval looks up
                 if key.value in self.bundle.models and Model.CLIP.value in self.bundle.models:
                     self.brain_embeddings(target)
+                    release_memory()
                     self.test_image_embeddings(target)
+                    release_memory()
         except DataError as e:  # the tab that needs the model says so again when it is used
             log(f"a model did not load: {e}")
             return
@@ -537,7 +540,10 @@ class Engine:
                                           self.model(Model.CLIP), self._lowlevel())
         else:
             pipe = self.pipeline(source)
-        return pipe(voxels, strength=strength, n=n, steps=steps, guidance=guidance, seed=seed, progress=progress)
+        try:
+            return pipe(voxels, strength=strength, n=n, steps=steps, guidance=guidance, seed=seed, progress=progress)
+        finally:
+            release_memory()  # up to 16 samples' activations: freed now, not kept for the next student
 
 
     # ----------------------------------------------------------------------------------------- retrieval
@@ -550,8 +556,8 @@ class Engine:
                 clip = self.model(Model.CLIP)
                 fn = clip.final if target == "final" else clip.hidden
                 with torch.no_grad():
-                    self._models[key] = torch.cat([fn(self.data.images(self.test_ids[i:i + 250])).float().cpu()
-                                                   for i in range(0, self.n_test, 250)])
+                    self._models[key] = torch.cat([fn(self.data.images(self.test_ids[i:i + EMBED_BATCH])).float().cpu()
+                                                   for i in range(0, self.n_test, EMBED_BATCH)])
             return self._models[key]
 
     def brain_embeddings(self, target: str = "final"):
@@ -564,8 +570,9 @@ class Engine:
                 v2c = getattr(m, "voxel2clip", None) or m
                 p = next(v2c.parameters())
                 with torch.no_grad():
-                    self._models[key] = torch.cat([v2c(torch.from_numpy(self.test_betas[i:i + 250]).to(p.device, p.dtype))[1]
-                                                   .float().cpu() for i in range(0, self.n_test, 250)])
+                    self._models[key] = torch.cat([v2c(torch.from_numpy(self.test_betas[i:i + EMBED_BATCH])
+                                                       .to(p.device, p.dtype))[1].float().cpu()
+                                                   for i in range(0, self.n_test, EMBED_BATCH)])
             return self._models[key]
 
     def retrieve(self, index: int, k: int = 8, target: str = "final"):
@@ -758,6 +765,22 @@ class Engine:
 
 
 UMAP_COLOUR_BY = ("shape of the largest object", "colour of the largest object", "background", "number of objects")
+EMBED_BATCH = 64  # test images or trials per batch when the engine embeds them (small: a lower memory peak)
+
+
+def release_memory() -> None:
+    """Hand freed heap back to the operating system. glibc keeps what a burst of work (loading weights, embedding
+    1000 images) freed, so the app's resident memory would stay at its peak; trimming after each burst keeps it
+    near what is in use. A no-op where there is no glibc."""
+    import ctypes
+    import gc
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 EVAL_NAMES = {Source.MINDEYE: "MindEye", Source.RIDGE: "ridge", Source.TRUE: "true tokens (ceiling)"}
 EVAL_LOWLEVEL = "low-level model alone"
 

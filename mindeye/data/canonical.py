@@ -31,6 +31,7 @@ FORMAT_VERSION = 1
 SPLITS = {"train": 0, "val": 1, "test": 2}
 BULK_GROUND_TRUTH = ("noise_free", "noise_free_image_id")
 SUBJECT_IDS = range(1, 9)
+SIMNSD_SUBJECTS = (1, 2, 5, 7)  # the subjects SimNSD simulates, as the seed trains (written here: torch-free)
 
 
 def subject_file(root: Path, subj: int) -> Path:

@@ -28,7 +28,7 @@ from ..metrics import N_WAY
 from ..metrics import n_way_scores as n_way_top1
 
 SIMULATOR_VERSION = "2.0"
-SUBJECTS = (1, 2, 5, 7)
+SUBJECTS = canonical.SIMNSD_SUBJECTS
 # Voxel counts are NSD's nsdgeneral counts / 5. ``ncsnr`` is the median over the ROI of the true per-voxel
 # noise-ceiling SNR, calibrated to real NSD's nsdgeneral voxels (median ncsnr about 0.3; subject 1 the
 # cleanest, 7 the noisiest, as decoding accuracy falls across NSD's subjects). Version 1 calibrated the
