@@ -163,8 +163,19 @@ def render_load_test(res: dict) -> str:
     return "\n".join(lines)
 
 
+def render_build_times(res: dict) -> str:
+    parts = []
+    for r in res["stages"]:
+        t = "not recorded" if r["seconds"] is None else f"{r['seconds'] / 60:.0f} min"
+        parts.append(f"{r['stage']} {t}" + (f" ({r['detail']})" if r["detail"] and r["seconds"] is not None else ""))
+    return (f"Build time of the shipped bundle, stage by stage, as its trainers recorded it when it was built (wall "
+            f"clock on the 2-core build machine, fp32; some stages ran side by side): " + "; ".join(parts)
+            + f". Recorded stages total {res['total_recorded_seconds'] / 3600:.1f} h. Read by `bench/build_times.py` from "
+            f"the bundle's metadata.")
+
+
 RENDERERS = {"load_test": render_load_test, "app_figures": render_app_figures, "prior_sampling": render_prior_sampling, "retrieval_latency": render_retrieval_latency, "mindeye_table": render_mindeye_table, "simnsd_oracle": render_simnsd_oracle,
-             "demo_preset": render_demo_preset, "recon_table": render_recon_table}
+             "demo_preset": render_demo_preset, "recon_table": render_recon_table, "build_times": render_build_times}
 
 
 def generated_readme(text: str) -> str:
@@ -180,7 +191,7 @@ def generated_readme(text: str) -> str:
 
 # the order the benches run in (make bench)
 ORDER = ("simnsd_oracle", "mindeye_table", "demo_preset", "recon_table", "gpu_real_size", "retrieval_latency",
-         "app_figures", "load_test", "prior_sampling")
+         "app_figures", "load_test", "prior_sampling", "build_times")
 
 
 def _f(x, spec: str = ".1f", scale: float = 1.0) -> str:

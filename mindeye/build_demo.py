@@ -170,7 +170,9 @@ def _phase1_vae(work: Path, out: Path):
 
 
 def build_demo(out: Path, stages=STAGES, work: Path | None = None, seed: int = 0, tiny: bool = False,
-               workers: int = 1, log=print, mindeye_parts=MINDEYE_PARTS) -> dict:
+               workers: int = 1, log=print, mindeye_parts=MINDEYE_PARTS, device: str = "cpu") -> dict:
+    """Train the stages in order on ``device`` ("cpu", "cuda", "cuda:1"; every stage, MindEye's included) and
+    write them into the bundle ``out``. The shipped bundle was built on the CPU."""
     from .models import autoencoder as AE
     from .models.decoder import train_decoder
     from .models.judge import train_judge
@@ -202,22 +204,24 @@ def build_demo(out: Path, stages=STAGES, work: Path | None = None, seed: int = 0
 
     if "clip" in stages:
         t0 = time.time()
-        clip = train_scene_clip(cfgs["clip"], log=jlog, workers=workers, bank=bank())
+        clip = train_scene_clip(cfgs["clip"], log=jlog, workers=workers, bank=bank(), device=device)
         clip.save(work / "clip_phase1", dtype=torch.float32)
-        clip = train_scene_clip(cfgs["clip_phase2"], log=jlog, workers=workers, init=clip, bank=bank())
+        clip = train_scene_clip(cfgs["clip_phase2"], log=jlog, workers=workers, init=clip, bank=bank(),
+                                device=device)
         clip.save(out / "clip")
         timings["clip"] = time.time() - t0
         update_bundle(out, {"clip": _rel(out / "clip")})
     if "vae" in stages:
         t0 = time.time()
-        vae, meta = AE.train_vae(cfgs["vae"], log=jlog, workers=workers, bank=bank())
+        vae, meta = AE.train_vae(cfgs["vae"], log=jlog, workers=workers, bank=bank(), device=device)
         for folder in ("vae_phase1", "vae"):  # phase 2 always starts again from vae_phase1
             _save_vae(vae, meta, work / folder)
         timings["vae"] = time.time() - t0
     if "vae_decoder" in stages:
         t0 = time.time()
         vae, meta = _phase1_vae(work, out)
-        vae, ft_meta = AE.finetune_decoder(vae, cfgs["vae_decoder"], log=jlog, workers=workers, bank=bank())
+        vae, ft_meta = AE.finetune_decoder(vae, cfgs["vae_decoder"], log=jlog, workers=workers, bank=bank(),
+                                           device=device)
         meta = {**meta, **ft_meta}
         _save_vae(vae, meta, work / "vae")
         shipped = out / "decoder" / "vae"
@@ -232,7 +236,7 @@ def build_demo(out: Path, stages=STAGES, work: Path | None = None, seed: int = 0
         timings["vae_decoder"] = time.time() - t0
     if "judge" in stages:
         t0 = time.time()
-        judge, meta = train_judge(cfgs["judge"], log=jlog, workers=workers, bank=bank())
+        judge, meta = train_judge(cfgs["judge"], log=jlog, workers=workers, bank=bank(), device=device)
         judge.save(out / "judge", meta)
         timings["judge"] = time.time() - t0
         update_bundle(out, {"judge": _rel(out / "judge")})
@@ -242,7 +246,7 @@ def build_demo(out: Path, stages=STAGES, work: Path | None = None, seed: int = 0
         vae_dir = work / "vae" if (work / "vae").exists() else out / "decoder" / "vae"
         vae = _load_vae(vae_dir)
         vae_meta = _vae_meta(vae_dir)
-        dec, meta = train_decoder(cfgs["decoder"], clip, vae, log=jlog, workers=workers, bank=bank())
+        dec, meta = train_decoder(cfgs["decoder"], clip, vae, log=jlog, workers=workers, bank=bank(), device=device)
         dec.save_pretrained(out / "decoder")
         _write_json(out / "decoder" / "train_meta.json", meta)
         _write_json(out / "decoder" / "vae" / "train_meta.json", vae_meta)
@@ -254,7 +258,7 @@ def build_demo(out: Path, stages=STAGES, work: Path | None = None, seed: int = 0
         from .train_lowlevel import LowLevelTrainConfig, train_lowlevel
         t0 = time.time()
         runs = work / "train_logs"
-        common = dict(bundle=str(out), out=str(runs), ckpt_every_s=1e9)
+        common = dict(bundle=str(out), out=str(runs), ckpt_every_s=1e9, device=device)
         exported = {}
         for name, recipe in DEMO_MINDEYE.items():
             if name not in mindeye_parts:
@@ -280,7 +284,7 @@ def build_demo(out: Path, stages=STAGES, work: Path | None = None, seed: int = 0
         timings["mindeye"] = time.time() - t0
         update_bundle(out, exported)
     summary = {"stages": list(stages), "seconds": {k: round(v, 1) for k, v in timings.items()},
-               "total_seconds": round(sum(timings.values()), 1), "threads": torch.get_num_threads()}
+               "total_seconds": round(sum(timings.values()), 1), "threads": torch.get_num_threads(), "device": device}
     jlog(json.dumps({"build": summary}))
     log(f"build-demo: {json.dumps(summary)}")
     return summary

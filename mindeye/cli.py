@@ -57,7 +57,7 @@ def _build_demo(args) -> int:
     stages = _csv_subset(args.stages, STAGES, "stage")
     parts = tuple(_csv_subset(args.mindeye_parts, MINDEYE_PARTS, "MindEye part"))
     build_demo(Path(args.out), stages=stages, work=Path(args.work) if args.work else None, seed=args.seed,
-               tiny=args.tiny, workers=args.workers, mindeye_parts=parts)
+               tiny=args.tiny, workers=args.workers, mindeye_parts=parts, device=args.device)
     return 0
 
 
@@ -382,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which MindEye models the mindeye stage trains (default: hidden,final,lowlevel; a new VAE "
                         "needs only lowlevel, a new SceneCLIP hidden,final)")
     b.add_argument("--tiny", action="store_true", help="toy-sized models and a few steps (tests, smoke checks)")
+    b.add_argument("--device", default="cpu",
+                   help="where every stage trains: cpu (default; the shipped bundle was built there), cuda, cuda:1 ...")
     b.set_defaults(func=_build_demo)
     return p
 

@@ -296,7 +296,8 @@ def test_build_demo_tiny_writes_a_loadable_bundle(tmp_path, capsys):
     from mindeye.models.judge import SceneJudge
     from mindeye.models import autoencoder as AE
     out, work = tmp_path / "demo", tmp_path / "work"
-    build = ["build-demo", "--tiny", "--out", str(out), "--work", str(work), "--workers", "0", "--stages"]
+    build = ["build-demo", "--tiny", "--out", str(out), "--work", str(work), "--workers", "0", "--device", "cpu",
+             "--stages"]
     assert main([*build, "clip,vae,vae_decoder,judge,decoder"]) == 0
     models = json.loads((out / "bundle.json").read_text())["models"]
     assert {"clip", "decoder", "judge", "vae"} <= set(models)
@@ -306,6 +307,7 @@ def test_build_demo_tiny_writes_a_loadable_bundle(tmp_path, capsys):
     SceneJudge.load(out / "judge")
     log = [json.loads(line) for line in (work / "build_log.jsonl").read_text().splitlines()]
     assert {r.get("model") for r in log} >= {"clip", "vae", "vae_decoder", "judge", "decoder"}
+    assert [r["build"]["device"] for r in log if "build" in r] == ["cpu"]  # every stage on the asked device
     # the UNet was trained on the fine-tuned VAE's latent space, which is phase 1's, and ships with that VAE
     phase1 = AE.encoder_sha256(UnclipDecoder.from_pretrained(out / "decoder").vae)
     shipped_meta = json.loads((out / "decoder" / "vae" / "train_meta.json").read_text())

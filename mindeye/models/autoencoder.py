@@ -64,15 +64,16 @@ def _collate(scenes, images, captions, labels, step):
     return to_model_input(images)
 
 
-def train_vae(cfg: VAETrainConfig, log=print, workers: int = 1, bank=None):
-    """Train the demo VAE (L1 + MSE + a tiny KL) on a ``SceneBank`` when given, else on freshly rendered scenes."""
+def train_vae(cfg: VAETrainConfig, log=print, workers: int = 1, bank=None, device="cpu"):
+    """Train the demo VAE (L1 + MSE + a tiny KL) on a ``SceneBank`` when given, else on freshly rendered scenes,
+    on ``device``; the model comes back on the CPU."""
     torch.manual_seed(cfg.seed)
     vae = build_vae(cfg.block_out_channels, cfg.layers_per_block, cfg.latent_channels)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.05)
     stream = SceneStream(cfg.batch_size, cfg.steps, _collate, seed=cfg.seed, first_id=VISION_ID_BASE + VAE_ID_OFFSET,
                          bank=bank)
-    vae.train()
+    vae.to(device).train()
 
     def step_fn(step, x):
         post = vae.encode(x * 2 - 1).latent_dist
@@ -82,14 +83,14 @@ def train_vae(cfg: VAETrainConfig, log=print, workers: int = 1, bank=None):
         return l1 + mse + cfg.kl_weight * kl * x[0].numel(), {"l1": l1.item(), "mse": mse.item()}
 
     seconds = fit("vae", loader(stream, workers), cfg.steps, step_fn, opt, clip_params=vae.parameters(), sched=sched,
-                  log_every=cfg.log_every, log=log)
+                  log_every=cfg.log_every, log=log, device=device)
     vae.eval()
     # scaling factor: 1 / std of the latents over fresh scenes (SD: 0.18215 measured the same way)
     with torch.no_grad():
         ids = VISION_ID_BASE + VAE_ID_OFFSET - 256 + np.arange(256)
-        xs = to_model_input(render_batch(ids)[1])
+        xs = to_model_input(render_batch(ids)[1]).to(device)
         z = vae.encode(xs * 2 - 1).latent_dist.mean
-    vae.register_to_config(scaling_factor=float(1.0 / z.std()))
+    vae.cpu().register_to_config(scaling_factor=float(1.0 / z.std()))
     return vae, {"train": {**asdict(cfg), "block_out_channels": list(cfg.block_out_channels)},
                  "train_seconds": round(seconds, 1), "latent_std": float(z.std())}
 
@@ -130,7 +131,7 @@ def chroma_l1(rec: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ij,bjhw->bihw", _CBCR.to(rec), rec - target).abs().mean()
 
 
-def finetune_decoder(vae, cfg: VAEDecoderFinetuneConfig, log=print, workers: int = 1, bank=None):
+def finetune_decoder(vae, cfg: VAEDecoderFinetuneConfig, log=print, workers: int = 1, bank=None, device="cpu"):
     """Phase 2: train ``vae.decoder`` (+ ``post_quant_conv``) on posterior samples of the frozen encoder with
     L1 + MSE + ``chroma_weight`` x chroma L1. Returns ``(vae, meta)``; the latent space is unchanged."""
     torch.manual_seed(cfg.seed)
@@ -143,8 +144,8 @@ def finetune_decoder(vae, cfg: VAEDecoderFinetuneConfig, log=print, workers: int
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.05)
     stream = SceneStream(cfg.batch_size, cfg.steps, _collate, seed=cfg.seed, first_id=VISION_ID_BASE + VAE_ID_OFFSET,
                          bank=bank)
-    g = torch.Generator().manual_seed(cfg.seed)
-    vae.eval()  # no dropout or batch norm in the AutoencoderKL; eval keeps the frozen encoder deterministic
+    g = torch.Generator(device=device).manual_seed(cfg.seed)
+    vae.to(device).eval()  # no dropout or batch norm in the AutoencoderKL; eval keeps the frozen encoder deterministic
 
     def step_fn(step, x):
         with torch.no_grad():
@@ -154,7 +155,8 @@ def finetune_decoder(vae, cfg: VAEDecoderFinetuneConfig, log=print, workers: int
         return l1 + mse + cfg.chroma_weight * chroma, {"l1": l1.item(), "mse": mse.item(), "chroma_l1": chroma.item()}
 
     seconds = fit("vae_decoder", loader(stream, workers), cfg.steps, step_fn, opt, clip_params=params, sched=sched,
-                  log_every=cfg.log_every, log=log)
+                  log_every=cfg.log_every, log=log, device=device)
+    vae.cpu()
     vae.requires_grad_(False)
     if encoder_sha256(vae) != before:
         raise RuntimeError("the VAE decoder fine-tune changed the encoder: the latent space must not move")

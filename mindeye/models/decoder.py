@@ -215,11 +215,12 @@ def _encode_bank(bank, clip, vae, chunk: int = 500):
     the UNet then trains on cached conditions instead of re-running two frozen encoders every step."""
     from tqdm import tqdm
     conds, means, stds = [], [], []
+    dev = next(vae.parameters()).device
     for i in tqdm(range(0, len(bank), chunk), desc="encoding scene bank", unit="chunk"):
-        x = to_model_input(bank.images[i:i + chunk])
-        conds.append(clip.hidden(x).half())
+        x = to_model_input(bank.images[i:i + chunk]).to(dev)
+        conds.append(clip.hidden(x).half().cpu())
         post = vae.encode(x * 2 - 1).latent_dist
-        means.append(post.mean), stds.append(post.std)
+        means.append(post.mean.cpu()), stds.append(post.std.cpu())
     return torch.cat(conds), torch.cat(means), torch.cat(stds)
 
 
@@ -236,12 +237,15 @@ def _bank_batches(bank, clip, vae, cfg, g):
 def _stream_batches(clip, vae, cfg, g, workers):
     stream = SceneStream(cfg.batch_size, cfg.steps, _collate, seed=cfg.seed,
                          first_id=VISION_ID_BASE + DECODER_ID_OFFSET)
+    dev = next(vae.parameters()).device
     for x in loader(stream, workers):
         with torch.no_grad():
-            yield clip.hidden(x), AE.encode(vae, x, sample=True, generator=g)
+            x = x.to(dev)
+            yield clip.hidden(x).cpu(), AE.encode(vae, x, sample=True, generator=g if dev.type == "cpu" else None).cpu()
 
 
-def train_decoder(cfg: DecoderTrainConfig, clip, vae, log=print, workers: int = 1, bank=None) -> tuple[UnclipDecoder, dict]:
+def train_decoder(cfg: DecoderTrainConfig, clip, vae, log=print, workers: int = 1, bank=None,
+                  device="cpu") -> tuple[UnclipDecoder, dict]:
     """Train the small image-variation UNet on ``clip.hidden`` of scenes (v-prediction, min-SNR): a cached
     ``SceneBank`` when given, else freshly rendered scenes."""
     from diffusers import UniPCMultistepScheduler
@@ -254,7 +258,9 @@ def train_decoder(cfg: DecoderTrainConfig, clip, vae, log=print, workers: int = 
     alphas = noise_sched.alphas_cumprod
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.05)
-    clip.eval(), vae.eval()
+    clip.to(device).eval(), vae.to(device).eval()
+    unet.to(device)
+    alphas = alphas.to(device)
     scale = float(clip.embed_dim) ** 0.5 if cfg.scale_condition else 1.0
     g = torch.Generator().manual_seed(cfg.seed)
     batches = _bank_batches(bank, clip, vae, cfg, g) if bank is not None else _stream_batches(clip, vae, cfg, g, workers)
@@ -263,10 +269,10 @@ def train_decoder(cfg: DecoderTrainConfig, clip, vae, log=print, workers: int = 
     def step_fn(step, batch):
         cond, z0 = batch
         cond = cond * scale
-        drop = torch.rand(len(z0), generator=g) < cfg.cond_drop
+        drop = (torch.rand(len(z0), generator=g) < cfg.cond_drop).to(z0.device)  # draws on the CPU: one stream
         cond = torch.where(drop[:, None, None], torch.zeros_like(cond), cond)
-        t = torch.randint(0, noise_sched.config.num_train_timesteps, (len(z0),), generator=g)
-        eps = torch.randn(z0.shape, generator=g)
+        t = torch.randint(0, noise_sched.config.num_train_timesteps, (len(z0),), generator=g).to(z0.device)
+        eps = torch.randn(z0.shape, generator=g).to(z0.device)
         zt = noise_sched.add_noise(z0, eps, t)
         target = noise_sched.get_velocity(z0, eps, t)
         pred = unet(unet_input(unet, zt, cond), t, encoder_hidden_states=cond).sample
@@ -276,7 +282,8 @@ def train_decoder(cfg: DecoderTrainConfig, clip, vae, log=print, workers: int = 
         return loss, {"loss": loss.item()}
 
     seconds = fit("decoder", batches, cfg.steps, step_fn, opt, clip_params=unet.parameters(), sched=sched,
-                  log_every=cfg.log_every, log=log)
+                  log_every=cfg.log_every, log=log, device=device)
+    unet.cpu(), clip.cpu(), vae.cpu()
     sampler = UniPCMultistepScheduler.from_config(noise_sched.config)
     from .autoencoder import encoder_sha256
     meta = {"train": {**asdict(cfg), "block_out_channels": list(cfg.block_out_channels)},

@@ -152,7 +152,8 @@ def judge_loss(out, lab):
             + F.cross_entropy(out["count"], lab["n_objects"].long() - 1))
 
 
-def train_judge(cfg: JudgeTrainConfig, log=print, workers: int = 1, bank=None) -> tuple[SceneJudge, dict]:
+def train_judge(cfg: JudgeTrainConfig, log=print, workers: int = 1, bank=None,
+                device="cpu") -> tuple[SceneJudge, dict]:
     """Supervised training on scene labels: a cached ``SceneBank`` when given, else freshly rendered scenes."""
     torch.manual_seed(cfg.seed)
     judge = SceneJudge(cfg.width)
@@ -160,7 +161,7 @@ def train_judge(cfg: JudgeTrainConfig, log=print, workers: int = 1, bank=None) -
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     stream = SceneStream(cfg.batch_size, cfg.steps, _collate, seed=cfg.seed, first_id=VISION_ID_BASE + JUDGE_ID_OFFSET,
                          bank=bank)
-    judge.train()
+    judge.to(device).train()
 
     def step_fn(step, batch):
         x, lab = batch
@@ -168,5 +169,6 @@ def train_judge(cfg: JudgeTrainConfig, log=print, workers: int = 1, bank=None) -
         return loss, {"loss": loss.item()}
 
     seconds = fit("judge", loader(stream, workers), cfg.steps, step_fn, opt, sched=sched, log_every=cfg.log_every,
-                  log=log)
+                  log=log, device=device)
+    judge.cpu()
     return judge.eval(), {"train": asdict(cfg), "width": cfg.width, "train_seconds": round(seconds, 1)}

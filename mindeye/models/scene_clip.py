@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from ..data import scenes as S
 from ..data.errors import DataError
 from ..data.stream import VISION_ID_BASE, SceneStream, loader, render_batch, to_model_input
-from ..training.fit import fit
+from ..training.fit import fit, to_device
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 SCENE_CLIP_MODEL = "SceneCLIP-ViT-Stem8-64"
@@ -316,8 +316,9 @@ def clip_loss(img, pos, neg, logit_scale):
 
 
 def train_scene_clip(cfg: SceneCLIPTrainConfig, log=print, workers: int = 1, init: SceneCLIP | None = None,
-                     bank=None) -> SceneCLIP:
-    """Contrastive training from scratch (or a further phase from ``init``), on fresh scenes or a ``SceneBank``."""
+                     bank=None, device="cpu") -> SceneCLIP:
+    """Contrastive training from scratch (or a further phase from ``init``), on fresh scenes or a ``SceneBank``,
+    on ``device``; the model comes back on the CPU."""
     torch.manual_seed(cfg.seed + cfg.start_step)
     if init is None:
         tok = WordTokenizer.for_scenes()
@@ -337,7 +338,9 @@ def train_scene_clip(cfg: SceneCLIPTrainConfig, log=print, workers: int = 1, ini
     stream = SceneStream(cfg.batch_size, total, _Collate(tok, cfg.seed), seed=cfg.seed, start_step=cfg.start_step,
                          bank=bank)
     val = _Collate(tok, cfg.seed)(*render_batch(VISION_ID_BASE + VAL_ID_OFFSET + np.arange(256), cfg.seed), 0)
-    clip.train()
+    clip.to(device).train()
+    heads.to(device)
+    val = to_device(val, device)
 
     def step_fn(step, batch):
         x, pos_t, neg_t, lab = batch
@@ -362,6 +365,7 @@ def train_scene_clip(cfg: SceneCLIPTrainConfig, log=print, workers: int = 1, ini
 
     seconds = fit("clip", loader(stream, workers), cfg.steps, step_fn, opt, clip_params=model.parameters(),
                   lr_at=lambda step: lr_at(step, cfg.steps, cfg.warmup, cfg.lr), log_every=cfg.log_every, log=log,
-                  extra_log=heldout)
+                  extra_log=heldout, device=device)
+    clip.cpu()
     clip.meta["train_seconds"] = round(clip.meta.get("train_seconds", 0) + seconds, 1)
     return clip.eval()

@@ -15,13 +15,24 @@ import numpy as np
 import torch
 
 
+def to_device(batch, device):
+    """Tensors in ``batch`` (nested in tuples, lists and dicts) moved to ``device``; anything else as is."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
 def fit(name: str, batches: Iterable, steps: int, step_fn: Callable, opt: torch.optim.Optimizer, *,
         clip_params=None, sched=None, lr_at: Callable[[int], float] | None = None, log_every: int = 50,
-        log=print, extra_log: Callable[[int], dict] | None = None) -> float:
+        log=print, extra_log: Callable[[int], dict] | None = None, device=None) -> float:
     """Run ``step_fn(step, batch) -> (loss, {metric: float})`` over ``batches`` (``steps`` of them) and return the
     seconds taken.
 
-    ``clip_params``: clip their gradient norm to 1. ``sched``: a torch LR scheduler stepped after each step;
+    ``device``: each batch's tensors are moved there first. ``clip_params``: clip their gradient norm to 1. ``sched``: a torch LR scheduler stepped after each step;
     ``lr_at(step)``: the learning rate to set before each step instead. ``extra_log(step)``: more fields for a
     metrics line (e.g. a held-out score), called only when one is written."""
     from tqdm import tqdm
@@ -32,7 +43,7 @@ def fit(name: str, batches: Iterable, steps: int, step_fn: Callable, opt: torch.
         if lr_at is not None:
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
-        loss, metrics = step_fn(step, batch)
+        loss, metrics = step_fn(step, to_device(batch, device) if device is not None else batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if clip_params is not None:
