@@ -110,3 +110,52 @@ def test_ridge_command_scores_the_baseline_like_mindeye(tmp_path, tiny_stack, ti
     assert "ridge test:" in out and "chance" in out
     model = RidgeModel.from_state_dict(torch.load(tmp_path / "ridge" / "ridge.pt", weights_only=True))
     assert model.predict(np.zeros((1, metrics["n_voxels"]), np.float32)).shape[1:] == tuple(metrics["target_shape"])
+
+
+def test_convert_cli_catches_a_shard_cut_between_samples_and_checks_totals(tmp_path, rng, capsys):
+    """The download cut exactly at a sample boundary (exit 0 and 34 samples fewer, before): with the metadata
+    file the totals disagree; without it the shard's missing end-of-archive marker gives it away."""
+    from tests.test_nsd_readers import _cut_last_sample
+    make_v1(tmp_path / "nsd", rng)
+    base = tmp_path / "nsd/webdataset_avg_split"
+    _cut_last_sample(base / "train/train_subj01_1.tar")
+    conv = ["convert", "--layout", "v1", "--data_path", str(tmp_path / "nsd"), "--n_voxels", "any"]
+    assert main([*conv, "--out", str(tmp_path / "a")]) == 2
+    assert "train_subj01_1.tar: shard has no end-of-archive marker" in capsys.readouterr().err
+    (base / "metadata_subj01.json").write_text('{"totals": {"train": 8, "val": 2, "test": 3}}')
+    assert main([*conv, "--out", str(tmp_path / "b")]) == 2
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # nothing half-written
+
+
+def test_convert_cli_says_which_sessions_it_could_not_place(tmp_path, rng, capsys):
+    base = tmp_path / "nsd/webdataset_avg_split"
+    vox = rng.standard_normal((3, 37)).astype(np.float32)
+    first_only = {"jpg": b"", "nsdgeneral.npy": _npy(vox), "coco73k.npy": _npy(np.array([6])),
+                  "trial.npy": _npy(np.array([1600])), "num_uniques.npy": _npy(np.array([3]))}
+    import io
+
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(buf, format="JPEG")
+    first_only["jpg"] = buf.getvalue()
+    _write_tar(base / "train/train_subj01_0.tar", [("b", first_only)])
+    _write_tar(base / "test/test_subj01_0.tar", [("c", first_only | {"coco73k.npy": _npy(np.array([7]))})])
+    assert main(["convert", "--layout", "v1", "--data_path", str(tmp_path / "nsd"), "--n_voxels", "any",
+                 "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "4 of 6 trials have no trial number in trial.npy" in out and "session is unknown (-1)" in out
+
+
+def test_vit_l14_missing_offline_says_what_to_provide_in_full(tmp_path, rng, capsys):
+    """NSD's targets are ViT-L/14's; offline and without a local copy, the error names what to provide and is
+    not cut off mid-sentence."""
+    make_v1(tmp_path / "nsd", rng)
+    assert main(["convert", "--layout", "v1", "--data_path", str(tmp_path / "nsd"), "--n_voxels", "any",
+                 "--out", str(tmp_path / "data"), "--image_size", "32"]) == 0
+    with cache_dir(tmp_path / "cache"):
+        assert main(["train", "--data_path", str(tmp_path / "data"), "--no-prior", "--hidden_dim", "8",
+                     "--out", str(tmp_path / "runs"), "--model_name", "x"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err) == 1, err  # one line, whole
+    assert "no local CLIP vision weights" in err[0] and "--vd_cache_dir" in err[0] and "HF_HUB_OFFLINE=1" in err[0]
+    assert "offline-mode" in err[0]  # transformers' own advice, not cut off mid-URL

@@ -61,7 +61,7 @@ class HFClipEmbedder:
                             f"CLIPVisionModelWithProjection folder, e.g. Versatile Diffusion's image_encoder/ "
                             f"(train --vd_cache_dir VD_FOLDER), or a copy of openai/clip-vit-large-patch14 in the "
                             f"Hugging Face cache (nothing is downloaded here: HF_HUB_OFFLINE=1). "
-                            f"transformers said: {type(e).__name__}: {e}") from e
+                            f"transformers said: {type(e).__name__}: {' '.join(str(e).split())}") from e
         return cls(model, model.config.image_size, device, dtype)
 
     @property
