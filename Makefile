@@ -49,6 +49,7 @@ bench: venv
 	OMP_NUM_THREADS=1 $(PY) bench/retrieval_latency.py
 	$(PY) bench/app_figures.py
 	$(PY) bench/load_test.py
+	$(PY) bench/vision_stack.py
 	$(PY) bench/build_times.py
 	$(PY) bench/readme_tables.py
 

@@ -163,19 +163,54 @@ def render_load_test(res: dict) -> str:
     return "\n".join(lines)
 
 
+def render_vision_stack(res: dict) -> str:
+    c, d = res["clip"], res["decoder"]
+    pct = lambda x: f"{100 * x:.1f}%"  # noqa: E731
+    lines = ["| SceneCLIP | measured | bar |", "|---|---|---|",
+             f"| linear probe on the final embedding: largest object's shape | {pct(c['probe_shape_largest'])} | ≥ 80% |",
+             f"| ... its colour | {pct(c['probe_colour_largest'])} | ≥ 90% |",
+             f"| ... the background | {pct(c['probe_background'])} | |",
+             f"| caption retrieval, top-1 of {res['n_test']} | {pct(c['caption_top1'])} | ≥ 85% |", "",
+             "| decoder | on reconstructions | on the originals | originals through the VAE alone | bar (recons) |",
+             "|---|---|---|---|---|"]
+    rows = (("judge names the largest object's shape", "shape_largest", "≥ 60%"),
+            ("... its colour", "colour_largest", "≥ 80%"), ("... the background", "background", ""),
+            ("... the object count", "count", ""),
+            ("... the largest object's position (within 0.1)", "position_largest_within_0.1", ""))
+    for label, k, bar in rows:
+        lines.append(f"| {label} | {pct(d['judge_on_recons'][k])} | {pct(d['judge_on_originals'][k])} "
+                     f"| {pct(d['judge_on_vae_recons'][k])} | {bar} |")
+    px = d["pixel_metrics_at"]
+    lines += [f"| CLIP-space identification, top-1 of {d['n']} | {pct(d['clip_top1_of_n'])} | | | ≥ 60% |",
+              f"| CLIP-space 2-way identification | {pct(d['clip_2way'])} | | | (reported) |",
+              f"| PixCorr ({px} px) | {d['pixcorr']:.3f} | | {d['vae_pixcorr']:.3f} | ≥ 0.5 |",
+              f"| SSIM ({px} px) | {d['ssim']:.3f} | | {d['vae_ssim']:.3f} | ≥ 0.35 |", ""]
+    lat = res.get("latency_s_per_image") or {}
+    m = res["machine"]
+    lines.append(f"{res['n_test']} held-out SimNSD test scenes, reconstructions from each scene's own SceneCLIP hidden "
+                 f"states, {res['steps']} UniPC steps, guidance {res['guidance_scale']}, no img2img; the "
+                 f"{d['n']} reconstructions took {d['decode_seconds']:.0f} s"
+                 + (f"; sampling latency {lat['batch1']:.2f} s per image at batch 1, {lat['batch16']:.2f} s at batch 16"
+                    if lat else "")
+                 + f". Measured on {m['cores']} cores ({m['cpu']}, {res['threads']} threads) by `bench/vision_stack.py`, "
+                   f"commit {m['commit']}.")
+    return "\n".join(lines)
+
+
 def render_build_times(res: dict) -> str:
     parts = []
     for r in res["stages"]:
         t = "not recorded" if r["seconds"] is None else f"{r['seconds'] / 60:.0f} min"
         parts.append(f"{r['stage']} {t}" + (f" ({r['detail']})" if r["detail"] and r["seconds"] is not None else ""))
-    return (f"Build time of the shipped bundle, stage by stage, as its trainers recorded it when it was built (wall "
-            f"clock on the 2-core build machine, fp32; some stages ran side by side): " + "; ".join(parts)
+    return ("Build time of the shipped bundle, stage by stage, as its trainers recorded it when it was built (wall "
+            "clock on the 2-core build machine, fp32; some stages ran side by side): " + "; ".join(parts)
             + f". Recorded stages total {res['total_recorded_seconds'] / 3600:.1f} h. Read by `bench/build_times.py` from "
             f"the bundle's metadata.")
 
 
 RENDERERS = {"load_test": render_load_test, "app_figures": render_app_figures, "prior_sampling": render_prior_sampling, "retrieval_latency": render_retrieval_latency, "mindeye_table": render_mindeye_table, "simnsd_oracle": render_simnsd_oracle,
-             "demo_preset": render_demo_preset, "recon_table": render_recon_table, "build_times": render_build_times}
+             "demo_preset": render_demo_preset, "recon_table": render_recon_table, "build_times": render_build_times,
+             "vision_stack": render_vision_stack}
 
 
 def generated_readme(text: str) -> str:
@@ -191,7 +226,7 @@ def generated_readme(text: str) -> str:
 
 # the order the benches run in (make bench)
 ORDER = ("simnsd_oracle", "mindeye_table", "demo_preset", "recon_table", "gpu_real_size", "retrieval_latency",
-         "app_figures", "load_test", "prior_sampling", "build_times")
+         "app_figures", "load_test", "prior_sampling", "build_times", "vision_stack")
 
 
 def _f(x, spec: str = ".1f", scale: float = 1.0) -> str:

@@ -4,7 +4,7 @@
 
 Prints the CLIP probe / caption retrieval figures, the decoder's figures (judge on reconstructions and on
 originals, CLIP top-1 of 300, 2-way, PixCorr, SSIM) and sampling latency per image (20 steps, batch 1 and
-16) as JSON, and writes docs/vision_recon_grid.png.
+16), writes them to bench/results/vision_stack.json (the README's tables) and draws docs/vision_recon_grid.png.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from bench.machine import machine_info, quick, save_result  # noqa: E402
 from mindeye.bundle import DEMO_BUNDLE, PROJECT_ROOT, Bundle  # noqa: E402
 from mindeye.data.stream import render_batch  # noqa: E402
 from mindeye.models.decoder import UnclipDecoder  # noqa: E402
@@ -40,7 +41,7 @@ def latency(decoder, hidden, steps, batch, repeats=2):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bundle", default=str(DEMO_BUNDLE))
-    p.add_argument("--n", type=int, default=300)
+    p.add_argument("--n", type=int, default=50 if quick() else 300, help="held-out test scenes (quick: 50)")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance_scale", type=float, default=3.5)
     p.add_argument("--grid", default=str(PROJECT_ROOT / "docs" / "vision_recon_grid.png"))
@@ -59,13 +60,16 @@ def main():
     res["decoder"] = m
     print(json.dumps(m), flush=True)
     caps = render_batch(range(12))[2]
-    recon_grid(orig, rec, args.grid, n=12, captions=caps)
-    print(f"grid: {args.grid}")
+    if not quick():  # the docs figure comes from the full run only
+        recon_grid(orig, rec, args.grid, n=12, captions=caps)
+        print(f"grid: {args.grid}")
     if not args.skip_latency:
         hidden = clip.hidden(orig[:16])
         res["latency_s_per_image"] = {f"batch{bs}": round(latency(decoder, hidden, args.steps, bs), 4) for bs in (1, 16)}
         print(json.dumps(res["latency_s_per_image"]))
-    print(json.dumps(res, indent=1))
+    res.update(bench="vision_stack", n_test=args.n, steps=args.steps, guidance_scale=args.guidance_scale,
+               threads=torch.get_num_threads(), machine=machine_info())
+    print(f"wrote {save_result('vision_stack', res)}")
 
 
 if __name__ == "__main__":
