@@ -54,13 +54,13 @@ def build_app(engine, switch=None):
         offered = find_bundles([engine.bundle.folder] if engine.bundle.folder else None)
         current = str(engine.bundle.folder.resolve()) if engine.bundle.folder else None
         with gr.Row(equal_height=True):
-            with gr.Column(scale=4):
+            with gr.Column(scale=5):
                 gr.Markdown("loaded: " + engine.describe())
             pick_bundle = gr.Dropdown([(_bundle_label(b), str(b)) for b in offered], value=current, label="bundle",
-                                      scale=2, min_width=160)
+                                      scale=3, min_width=170)
             pick_subject = gr.Dropdown([(f"subject {s}", s) for s in engine.bundle.subjects()],
-                                       value=engine.bundle.subject, label="subject", scale=1, min_width=110)
-            load_btn = gr.Button("load", scale=1, min_width=80)
+                                       value=engine.bundle.subject, label="subject", scale=2, min_width=140)
+            load_btn = gr.Button("load", scale=1, min_width=80, size="sm")
         switch_note = gr.Markdown(visible=False)
 
         def subjects_of(folder):
