@@ -132,150 +132,22 @@ def _train_lowlevel(args) -> int:
 
 
 def add_lowlevel_flags(t: argparse.ArgumentParser) -> None:
-    """V1 train_autoencoder.py's settings as flags (same names and defaults), then ours."""
-    B = argparse.BooleanOptionalAction
-    t.add_argument("--model_name", help="name of model, used for ckpt saving")
-    t.add_argument("--data_path", help="dataset folder (default: the bundle's dataset)")
-    t.add_argument("--subj", type=int, choices=range(1, 9), metavar="1-8",
-                   help="subject: any NSD subject 1-8 the converter wrote; SimNSD simulates 1, 2, 5, 7 (default: the "
-                        "bundle's subject)")
-    t.add_argument("--batch_size", type=int)
-    t.add_argument("--num_epochs", type=int, help="number of epochs of training")
-    t.add_argument("--max_lr", type=float)
-    t.add_argument("--lr_scheduler_type", choices=["cycle", "linear"])
-    t.add_argument("--ckpt_saving", action=B)
-    t.add_argument("--ckpt_interval", type=int, help="save backup ckpt every x epochs")
-    t.add_argument("--save_at_end", action=B)
-    t.add_argument("--resume_from_ckpt", action=B)
-    t.add_argument("--seed", type=int)
-    t.add_argument("--use_cont", action=B,
-                   help="soft contrastive loss on ConvNeXt features (needs local ConvNeXt-XL weights)")
-    t.add_argument("--cont_model", help="Type of ConvNext model to use")
-    t.add_argument("--use_reconst", action=B, help="also an L1 loss on the VAE-decoded image")
-    t.add_argument("--use_sobel_loss", action=B, help="also an L1 loss on Sobel edges (with --use_reconst)")
-    t.add_argument("--use_blurred_training", action=B, help="(not supported here)")
-    t.add_argument("--ups_mode", choices=["4x"], help="Upscaling factor for VAE embeds")
-    t.add_argument("--wandb_log", action=B, help="whether to log to wandb")
-    t.add_argument("--wandb_project", help="wandb project name")
-    # ours
-    t.add_argument("--vae_path", help="diffusers AutoencoderKL folder (default: the bundle's VAE)")
-    t.add_argument("--bundle", help="bundle folder (default: assets/demo)")
-    t.add_argument("--out", help="runs folder (default: train_logs)")
-    t.add_argument("--device")
-    t.add_argument("--mixed_precision", choices=["auto", "no", "fp16", "bf16"])
-    t.add_argument("--hidden_dim", type=int, help="MLP width (V1: 4096)")
-    t.add_argument("--n_blocks", type=int, help="residual blocks (V1: 4)")
-    t.add_argument("--map_channels", type=int, help="channels of the voxel feature map (V1: 64)")
-    t.add_argument("--upsampler_channels", type=int, nargs="+",
-                   help="upsampling decoder widths (V1: 64 128 256)")
-    t.add_argument("--ckpt_every_s", type=float, help="also write last.pth every N seconds")
-    t.add_argument("--log_every", type=int)
-    t.add_argument("--max_steps", type=int)
-    # every default comes from LowLevelTrainConfig (V1's train_autoencoder.py values, written once there)
-    import dataclasses
-
+    """V1 train_autoencoder.py's settings as flags (same names and defaults), then ours: LowLevelTrainConfig's
+    fields, each with its default and help (written once there)."""
+    from .flags import add_dataclass_flags
     from .train_config import LowLevelTrainConfig
-    t.set_defaults(**{f.name: f.default for f in dataclasses.fields(LowLevelTrainConfig)})
+    add_dataclass_flags(t, LowLevelTrainConfig)
 
 
 def add_train_flags(t: argparse.ArgumentParser, defaults: bool = True) -> None:
-    """The seed's Train_MindEye.py flags (same names, defaults and help), then ours. ``defaults``: fill in
-    TrainConfig's defaults (off only to learn which flags a command line gives)."""
-    B = argparse.BooleanOptionalAction
-    t.add_argument("--model_name", type=str,
-                   help="name of model, used for ckpt saving and wandb logging (if enabled)")
-    t.add_argument("--data_path", type=str,
-                   help="Path to where NSD data is stored / where to download it to (default: the bundle's dataset)")
-    t.add_argument("--subj", type=int, choices=range(1, 9), metavar="1-8",
-                   help="subject: any NSD subject 1-8 the converter wrote; SimNSD simulates 1, 2, 5, 7 (default: the "
-                        "bundle's subject)")
-    t.add_argument("--batch_size", type=int,
-                   help="Batch size can be increased by 10x if only training v2c and not diffusion prior")
-    t.add_argument("--hidden", action=B,
-                   help="if True, CLIP embeddings will come from last hidden layer (e.g., 257x768 - Versatile "
-                        "Diffusion), rather than final layer")
-    t.add_argument("--clip_variant", type=str, choices=["RN50", "ViT-L/14", "ViT-B/32", "RN50x64", "SceneCLIP"],
-                   help="OpenAI clip variant (default: ViT-L/14 for NSD; SceneCLIP, the demo's small CLIP, for SimNSD)")
-    t.add_argument("--wandb_log", action=B, help="whether to log to wandb")
-    t.add_argument("--resume_from_ckpt", action=B,
-                   help="if not using wandb and want to resume from a ckpt")
-    t.add_argument("--wandb_project", type=str, help="wandb project name")
-    t.add_argument("--mixup_pct", type=float,
-                   help="proportion of way through training when to switch from BiMixCo to SoftCLIP")
-    t.add_argument("--norm_embs", action=B, help="Do l2-norming of CLIP embeddings")
-    t.add_argument("--use_image_aug", action=B, help="whether to use image augmentation")
-    t.add_argument("--num_epochs", type=int, help="number of epochs of training")
-    t.add_argument("--prior", action=B,
-                   help="if False, will only use CLIP loss and ignore diffusion prior")
-    t.add_argument("--v2c", action=B, help="if False, will only use diffusion prior loss")
-    t.add_argument("--plot_umap", action=B,
-                   help="Plot UMAP plots alongside reconstructions (here: umap.png in the run folder at the end, the "
-                        "test images' CLIP embeddings and their brain predictions on one UMAP)")
-    t.add_argument("--lr_scheduler_type", type=str, choices=["cycle", "linear"])
-    t.add_argument("--ckpt_saving", action=B)
-    t.add_argument("--ckpt_interval", type=int, help="save backup ckpt and reconstruct every x epochs")
-    t.add_argument("--save_at_end", action=B,
-                   help="if True, saves best.ckpt at end of training. if False and ckpt_saving==True, will save "
-                        "best.ckpt whenever epoch shows best validation score")
-    t.add_argument("--seed", type=int)
-    t.add_argument("--max_lr", type=float)
-    t.add_argument("--n_samples_save", type=int, choices=[0, 1],
-                   help="Number of reconstructions for monitoring progress, 0 will speed up training (1 is refused "
-                        "here: reconstruct from the run's checkpoint with `python -m mindeye reconstruct`)")
-    t.add_argument("--use_projector", action=B,
-                   help="Additional MLP after the main MLP so model can separately learn a way to minimize NCE "
-                        "from prior loss (BYOL)")
-    t.add_argument("--vd_cache_dir", type=str,
-                   help="Where is cached Versatile Diffusion model (here: its folder or a Hugging Face cache holding "
-                        "it; nothing is downloaded). With ViT-L/14 targets its image_encoder/ is the CLIP")
-    # ours
-    t.add_argument("--bundle", help="bundle folder naming dataset and CLIP (default: assets/demo)")
-    t.add_argument("--out", help="runs folder; the run goes to OUT/MODEL_NAME (default: train_logs)")
-    t.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    t.add_argument("--mixed_precision", choices=["auto", "no", "fp16", "bf16"],
-                   help="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32")
-    t.add_argument("--hidden_dim", type=int, help="BrainNetwork width (V1: 4096)")
-    t.add_argument("--n_blocks", type=int, help="BrainNetwork residual blocks (V1: 4)")
-    t.add_argument("--proj_hidden", type=int, help="projector width (V1: 2048)")
-    t.add_argument("--prior_depth", type=int, help="diffusion prior transformer depth (V1: 6)")
-    t.add_argument("--prior_heads", type=int, help="diffusion prior heads (V1: 12)")
-    t.add_argument("--prior_dim_head", type=int, help="diffusion prior head width (V1: 64)")
-    t.add_argument("--prior_mult", type=float, help="prior loss weight (default: 30 hidden, .03 final)")
-    t.add_argument("--prior_brain_pos", action=argparse.BooleanOptionalAction,
-                   help="add the prior's positional embedding to the brain tokens too (default: off, as in V1)")
-    t.add_argument("--align_mult", type=float,
-                   help="weight of the per-token squared distance between the backbone's tokens and the target "
-                        "tokens (default: 0, as in V1)")
-    t.add_argument("--weight_decay", type=float, help="AdamW weight decay on weight matrices (V1: 1e-2)")
-    t.add_argument("--drop_in", type=float, help="dropout after the BrainNetwork's input layer (V1: 0.5)")
-    t.add_argument("--drop_block", type=float, help="dropout in the BrainNetwork's blocks (V1: 0.15)")
-    t.add_argument("--voxel_noise", type=float,
-                   help="SD of Gaussian noise added to the z-scored train betas each step (default: 0, off)")
-    t.add_argument("--train_reps", choices=["single", "subset"],
-                   help="single: one random repetition per image and step (V1); subset: the mean of a random "
-                        "non-empty subset of its repetitions")
-    t.add_argument("--freeze_backbone", action=argparse.BooleanOptionalAction,
-                   help="with --init_backbone and --prior: load that run's whole BrainNetwork, keep it fixed and "
-                        "train only the diffusion prior (add --no-v2c)")
-    t.add_argument("--init_backbone",
-                   help="run folder or .pth of the same subject whose BrainNetwork trunk starts this run "
-                        "(e.g. the hidden model's, to train the final model on top of it)")
-    t.add_argument("--init_scope", choices=["trunk", "model"],
-                   help="with --init_backbone: trunk = its BrainNetwork trunk only (lin0, mlp); model = its whole "
-                        "BrainNetwork and, when both runs have one, its diffusion prior (fine-tuning)")
-    t.add_argument("--ckpt_every_s", type=float,
-                   help="also write last.pth every this many seconds mid-epoch (resumable after a kill)")
-    t.add_argument("--log_every", type=int, help="write a metrics line every N steps")
-    t.add_argument("--max_steps", type=int, help="stop after N steps (the schedule still spans num_epochs)")
-    from .train_config import PRESETS
+    """The seed's Train_MindEye.py flags (same names, defaults and help), then ours: TrainConfig's fields, each
+    with its default and help (written once there), and --preset. ``defaults``: fill in TrainConfig's defaults
+    (off only to learn which flags a command line gives; a preset fills what the command line leaves)."""
+    from .flags import add_dataclass_flags
+    from .train_config import PRESETS, TrainConfig
+    add_dataclass_flags(t, TrainConfig, defaults=defaults)
     t.add_argument("--preset", choices=sorted(PRESETS),
                    help="demo: a small final-layer model that learns SimNSD subject 1 within minutes on a laptop CPU")
-    # every default comes from TrainConfig (written once there); a preset fills what the command line leaves
-    import dataclasses
-
-    from .train_config import TrainConfig
-    if defaults:
-        t.set_defaults(**{f.name: f.default for f in dataclasses.fields(TrainConfig)})
 
 
 def build_parser() -> argparse.ArgumentParser:
