@@ -216,6 +216,7 @@ class Run:
             "(test is scored every epoch but never used to pick best.pth)")
         self.train_targets, self.val_targets, self.test_targets = self.make_targets()
         self.data_info["target_shape"] = [int(d) for d in self.test_targets.shape[1:]]
+        self.synthetic = self.make_synthetic() if getattr(cfg, "synthetic_trials", 0) > 0 else None
         torch.manual_seed(cfg.seed)
         self.model = self.build_model()
         if cfg.freeze_backbone and not (cfg.init_backbone and cfg.prior):
@@ -280,6 +281,22 @@ class Run:
                                   log=self.log)[:, 0] for name, ids in (("val", self.val_ids), ("test", self.test_ids)))
         return train, val, test
 
+    def make_synthetic(self):
+        """Synthetic trials of unseen images (``--synthetic_trials``; ``training/synthetic.py``)."""
+        from .training.synthetic import build_synthetic
+        cfg, s = self.cfg, self.subject
+        if cfg.synthetic_frac <= 0:
+            raise DataError(f"--synthetic_frac should be > 0 with --synthetic_trials, found {cfg.synthetic_frac}")
+        embedder = load_embedder(self.variant, self.bundle, cfg.vd_cache_dir)
+        key = target_tag(self.fingerprint, self.variant, self.data_info.get("clip_sha256", ""), cfg.hidden,
+                         cfg.norm_embs)
+        syn = build_synthetic(s, embedder, self.train_ids, self.train_betas, self.train_trials_of, self.val_betas,
+                              self.val_ids, n=cfg.synthetic_trials, hidden=cfg.hidden, norm_embs=cfg.norm_embs,
+                              folder=cfg.synthetic_images, seed=int(self.data_info["simulator"].get("seed", 0)),
+                              cache=cache_root() / "synthetic", key=key, log=self.log)
+        self.data_info["synthetic"] = {**syn.info, "per_real_trial": cfg.synthetic_frac}
+        return syn
+
     def build_model(self):
         from .checkpoints import build_from_config
         self.prior_mult = self.cfg.prior_mult if self.cfg.prior_mult is not None else (30.0 if self.cfg.hidden else 0.03)
@@ -291,8 +308,14 @@ class Run:
         the trunk far more per image than one final embedding does; the output layer and projector start fresh.
         ``'model'`` (or ``freeze_backbone``): the whole BrainNetwork, and with ``'model'`` also the diffusion prior
         when both runs have one."""
+        expect = {k: v for k, v in self.data_info.items() if k in ("subject", "n_voxels", "fingerprint")}
         path = path / "best.pth" if path.is_dir() else path
-        ck = load_checkpoint(path, expect={k: v for k, v in self.data_info.items() if k in ("subject", "n_voxels", "fingerprint")})
+        if path.suffix in ("", ".safetensors", ".json") and path.with_suffix(".json").exists():
+            from .checkpoints import load_model  # an exported model (stem.safetensors + stem.json), e.g. a shipped one
+            model, meta = load_model(path.with_suffix(""), expect=expect)
+            ck = {"model_state_dict": model.state_dict(), "epoch": meta.get("epoch")}
+        else:
+            ck = load_checkpoint(path, expect=expect)
         sd = ck["model_state_dict"]
         prefix = "voxel2clip." if any(k.startswith("voxel2clip.") for k in sd) else ""
         whole = self.cfg.freeze_backbone or self.cfg.init_scope == "model"
@@ -393,7 +416,11 @@ class Run:
             vox = vox + self.cfg.voxel_noise * torch.from_numpy(rng.standard_normal(vox.shape, np.float32))
         t = self.train_targets[idx]
         view = rng.integers(t.shape[1], size=len(idx)) if t.shape[1] > 1 else np.zeros(len(idx), int)
-        return vox.to(self.device), t[np.arange(len(idx)), view].to(self.device)
+        t = t[np.arange(len(idx)), view]
+        if self.synthetic is not None:  # unseen images' predicted responses + real noise, in the same loss
+            sv, st = self.synthetic.draw(int(round(len(idx) * self.cfg.synthetic_frac)), rng)
+            vox, t = torch.cat([vox, sv]), torch.cat([t, st])
+        return vox.to(self.device), t.to(self.device)
 
     def _contrastive(self, proj, target, epoch, perm=None, betas=None):
         p = F.normalize(proj.flatten(1), dim=-1)

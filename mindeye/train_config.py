@@ -100,10 +100,17 @@ class TrainConfig:
     train_reps: str = flag("single", "single: one random repetition per image and step (V1); subset: the mean of a "
                                      "random non-empty subset of its repetitions (closer to the averaged test betas)",
                            choices=["single", "subset"])
-    init_backbone: str | None = flag(None, "run folder or .pth of the same subject whose BrainNetwork trunk starts "
-                                           "this run (e.g. the hidden model's, to train the final model on top of it)")
+    init_backbone: str | None = flag(None, "run folder, .pth or exported model (stem of .safetensors + .json) of the "
+                                           "same subject whose BrainNetwork trunk starts this run (e.g. the hidden "
+                                           "model's, to train the final model on top of it)")
     freeze_backbone: bool = flag(False, "with --init_backbone and --prior: load that run's whole BrainNetwork, keep "
                                         "it fixed and train only the diffusion prior (add --no-v2c)")
+    synthetic_trials: int = flag(0, "also train on this many synthetic trials of images the subject never saw: an "
+                                    "encoding model (ridge from CLIP features to voxels, fitted on the train images, "
+                                    "alpha on val) predicts their responses, plus real trials' noise (default: 0, off)")
+    synthetic_frac: float = flag(1.0, "with --synthetic_trials: synthetic trials per real trial in each batch")
+    synthetic_images: str | None = flag(None, "with --synthetic_trials on NSD: a folder of pictures no subject saw "
+                                              "(SimNSD renders fresh scenes)")
     init_scope: str = flag("trunk", "with --init_backbone: trunk = its BrainNetwork trunk only (lin0, mlp); model = "
                                     "its whole BrainNetwork and, when both runs have one, its diffusion prior "
                                     "(fine-tuning)", choices=["trunk", "model"])

@@ -44,7 +44,9 @@ def test_malformed_api_input_gets_a_clear_error_and_the_app_survives(engine, tmp
                 assert expected is None or expected in str(out), (api, args, out)
         image, caption, table = client.predict(3, api_name="/trial")  # still serving
         assert image and caption
-        assert _rss_mb() < rss0 * 1.5
+        rss1 = _rss_mb()
+        print(f"\nRSS before the bad requests {rss0:.0f} MB, after {rss1:.0f} MB")
+        assert rss1 < rss0 * 1.1  # back within 10% of where it started
     assert not (project.parent / "etc").exists() and not (engine.runs.root.parent.parent / "etc").exists()
     created = {p for p in set(project.rglob("*")) - before if engine.runs.root not in p.parents}
     assert not created, created
