@@ -174,6 +174,7 @@ def main():
                    "linear_ceiling": ceiling, "ridge": ridge, "ridge_seconds": round(ridge_s, 1),
                    "mindeye": mindeye, "mindeye_checkpoint": f"{meta['checkpoint']} (epoch {meta['epoch']}, chosen on val)",
                    "mindeye_source": "shipped" if shipped else ("trained here, quick" if args.quick else "trained here"),
+                   "synthetic_trials": int(meta["config"].get("synthetic_trials", 0)),
                    "median_ncsnr": summary["median_ncsnr"], "speed": speed}
             if quick():
                 row["ridge_protocol"] = ("alpha chosen by 5-fold CV" if alpha is None else

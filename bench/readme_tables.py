@@ -46,7 +46,9 @@ def render_mindeye_table(res: dict) -> str:
                      f"| {_pair(r['linear_ceiling'])} | {_pair(rd)} | **{_pair(me)}** | {gap} "
                      f"| {sp.get('seconds_per_epoch', float('nan')):.1f} | {sp.get('samples_per_s', float('nan')):.0f} |")
     m = res["machine"]
-    src = sorted({f"subject {r['subj']}: {r['mindeye_source']}, {r['mindeye_checkpoint']}" for r in res["rows"]})
+    src = [f"subject {r['subj']} {r['target']}: {r['mindeye_source']}, {r['mindeye_checkpoint']}"
+           + (f", with {r['synthetic_trials']:,} synthetic trials" if r.get("synthetic_trials") else "")
+           for r in res["rows"]]
     lines += ["", f"300-way top-1 %, image / brain retrieval, mean [central 95% of the 30 draws]. "
                   f"Measured on {m['cores']} cores ({m['cpu']}, {m['torch_threads']} torch threads), commit "
                   f"{m['commit']}, by `bench/mindeye_table.py`. MindEye: " + "; ".join(src) + "."]

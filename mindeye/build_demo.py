@@ -42,7 +42,8 @@ BANK_SIZE = 60_000  # scenes rendered once and shared by the vision stack's stag
 # epochs on averages of random subsets of repetitions: 8 epochs on single trials left its samples carrying little
 # of the brain's identity (val token cosine 0.61 against 0.63; see bench/prior_sampling.py for its sampling).
 # "final" starts its trunk from the hidden network: 65 x 128 targets teach the trunk more per image than one
-# 128-d embedding.
+# 128-d embedding. It also trains on synthetic trials of 50k unseen scenes, 3 per real trial in each batch
+# (training/synthetic.py): val top-1 70.7 / 75.0 against 67.0 / 72.7 without (same recipe otherwise).
 _ME = dict(use_image_aug=False, batch_size=32, hidden_dim=512, n_blocks=2, proj_hidden=256, max_lr=1e-3,
            ckpt_interval=5, seed=42)
 _PRIOR = dict(prior_depth=2, prior_heads=4, prior_dim_head=32)
@@ -51,13 +52,14 @@ DEMO_MINDEYE = {
                dict(_ME, **_PRIOR, model_name="demo_hidden", hidden=True, prior=True, num_epochs=20, v2c=False,
                     mixup_pct=0.0, train_reps="subset", init_backbone="demo_hidden_v2c", freeze_backbone=True)],
     "final": [dict(_ME, model_name="demo_final", hidden=False, prior=False, num_epochs=30, train_reps="subset",
-                   init_backbone="demo_hidden_v2c")],
+                   init_backbone="demo_hidden_v2c", synthetic_trials=50_000, synthetic_frac=3.0)],
 }
 MINDEYE_PARTS = (*DEMO_MINDEYE, "lowlevel")  # what the mindeye stage can train
 DEMO_LOWLEVEL = dict(model_name="demo_lowlevel", batch_size=32, num_epochs=20, hidden_dim=512, n_blocks=2,
                      map_channels=32, upsampler_channels=(32, 32, 64), max_lr=1e-3, ckpt_interval=5, seed=42)
 TINY_MINDEYE = dict(num_epochs=1, hidden_dim=32, n_blocks=1, proj_hidden=16, prior_depth=1, prior_heads=2,
                     prior_dim_head=8, batch_size=16)
+TINY_SYNTHETIC = 32  # synthetic trials in a tiny build (the recipe's 50k would take minutes)
 TINY_LOWLEVEL = dict(num_epochs=1, hidden_dim=32, n_blocks=1, map_channels=16, upsampler_channels=(16, 16, 32),
                      batch_size=16)
 
@@ -265,8 +267,15 @@ def build_demo(out: Path, stages=STAGES, work: Path | None = None, seed: int = 0
                 continue
             for kw in recipe:
                 kw = {**kw, **(TINY_MINDEYE if tiny else {}), **common}
-                if kw.get("init_backbone"):  # a run of this build, by name
-                    kw["init_backbone"] = str(runs / kw["init_backbone"])
+                if tiny and kw.get("synthetic_trials"):
+                    kw["synthetic_trials"] = TINY_SYNTHETIC
+                if kw.get("init_backbone"):  # a run of this build, by name; when this build has not trained it
+                    # (``--mindeye_parts final`` alone), the bundle's exported hidden model, which holds the same
+                    # BrainNetwork (its prior stage kept the network frozen)
+                    run_dir, shipped = runs / kw["init_backbone"], out / "mindeye" / "hidden"
+                    use_shipped = not (run_dir / "best.pth").exists() and "hidden" not in mindeye_parts \
+                        and shipped.with_suffix(".json").exists()
+                    kw["init_backbone"] = str(shipped if use_shipped else run_dir)
                 if finished_run(runs / kw["model_name"], kw):
                     log(f"mindeye {kw['model_name']}: reusing the finished run in {runs / kw['model_name']}")
                 else:

@@ -54,7 +54,8 @@ KINDS = ("simnsd-scenes", "image-folder")
 # Pool scenes take ids from here up. SimNSD's own images have ids below 10^6 (test ids 0..n_test-1, then each
 # subject's train block), the vision stack trains on streams from 10^7 (CLIP, VAE, judge, decoder: offsets up
 # to ~7 x 10^7) and the simulator's calibration scenes are 10^8 .. 10^8 + 255. A scene is a pure function of
-# (seed, id), so ids from 2 x 10^8 never repeat any of those pictures, whatever the seed.
+# (seed, id), so ids from 2 x 10^8 never repeat any of those pictures, whatever the seed. Training's synthetic
+# trials take theirs from 3 x 10^8 (training/synthetic.py), so no pool scene was ever a training image.
 POOL_ID_BASE = 200_000_000
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 DEFAULT_POOL = Path("data") / "pool"  # where `index build` is told to put the default pool (relative to the project)
