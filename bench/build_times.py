@@ -62,6 +62,10 @@ def stages(bundle: Path, runs: Path) -> list[dict]:
         f"{dec.get('train', {}).get('steps', '?')} steps")
     add("MindEye hidden, stage 1 (BrainNetwork)", _last_elapsed(runs / "demo_hidden_v2c" / "metrics.jsonl"),
         "cache/build/train_logs/demo_hidden_v2c/metrics.jsonl elapsed_s")
+    syn = ((_json(bundle / "mindeye" / "final.json") or {}).get("data") or {}).get("synthetic")
+    if syn:  # built once before training (or read from the cache); its time is not in the run's elapsed_s
+        add("MindEye final, synthetic trials (encoding model + unseen scenes)", syn.get("build_seconds"),
+            "mindeye/final.json data.synthetic.build_seconds", f"{syn.get('n', 0):,} trials")
     for name, label in (("hidden", "MindEye hidden, stage 2 (diffusion prior)"), ("final", "MindEye final"),
                         ("lowlevel", "low-level model")):
         m = _json(bundle / "mindeye" / f"{name}.json") or {}
@@ -78,6 +82,16 @@ def _minutes(seconds) -> str:
 def main():
     bundle, runs = ROOT / "assets" / "demo", ROOT / "cache" / "build" / "train_logs"
     rows = stages(bundle, runs)
+    # a stage read from a run folder that only the building machine has (cache/build) keeps the figure this script
+    # read there, from the committed results, as long as the model it describes is the one shipped
+    path = ROOT / "bench" / "results" / "build_times.json"
+    before = {r["stage"]: r for r in (_json(path) or {}).get("stages", [])}
+    for r in rows:
+        old = before.get(r["stage"])
+        if r["seconds"] is None and r["source"].startswith("cache/") and old and old.get("seconds") is not None:
+            r["seconds"] = old["seconds"]
+            note = " (read on the machine that built it)"
+            r["detail"] = (old.get("detail") or "").replace(note, "") + note
     known = [r["seconds"] for r in rows if r["seconds"] is not None]
     res = {"bench": "build_times", "bundle": "assets/demo", "stages": rows, "total_recorded_seconds": round(sum(known), 1),
            "note": "times recorded by the trainers when the shipped bundle was built (CPU, fp32); read, not re-run",

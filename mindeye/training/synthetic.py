@@ -150,6 +150,9 @@ def build_synthetic(subject, embedder, train_ids, train_betas, train_trials_of, 
         except Exception:  # a damaged cache is rebuilt, never trusted
             path.unlink(missing_ok=True)
 
+    import time
+    t0 = time.time()
+
     def feats(images):
         return torch.cat([encoding_features(embedder, to_model_input(images[i:i + CHUNK], images.shape[1]))
                           for i in range(0, len(images), CHUNK)])
@@ -175,7 +178,8 @@ def build_synthetic(subject, embedder, train_ids, train_betas, train_trials_of, 
                 else:
                     t = embedder.hidden(x, normalize=False) if hidden else embedder.final(x, normalize=False)[:, None]
                 targ.append(t.float().half())
-    info = {"n": int(n), "source": src, "encoding_alpha": enc.alpha, "encoding_val_median_r": enc.val_r}
+    info = {"n": int(n), "source": src, "encoding_alpha": enc.alpha, "encoding_val_median_r": enc.val_r,
+            "build_seconds": round(time.time() - t0, 1)}  # kept with the cache: the set's cost where it was made
     syn = SyntheticTrials(torch.cat(pred), torch.cat(targ), torch.from_numpy(residual_noise(betas, index)), info)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
