@@ -90,8 +90,8 @@ def main():
         old = before.get(r["stage"])
         if r["seconds"] is None and r["source"].startswith("cache/") and old and old.get("seconds") is not None:
             r["seconds"] = old["seconds"]
-            note = " (read on the machine that built it)"
-            r["detail"] = (old.get("detail") or "").replace(note, "") + note
+            note = "read on the machine that built it"
+            r["detail"] = ", ".join(x for x in ((old.get("detail") or "").replace(note, "").strip(" ,"), note) if x)
     known = [r["seconds"] for r in rows if r["seconds"] is not None]
     res = {"bench": "build_times", "bundle": "assets/demo", "stages": rows, "total_recorded_seconds": round(sum(known), 1),
            "note": "times recorded by the trainers when the shipped bundle was built (CPU, fp32); read, not re-run",

@@ -98,6 +98,17 @@ def epoch_speed(metrics_path: Path) -> dict:
             "train_seconds": float(ep[-1]["elapsed_s"])}
 
 
+def keep_recorded_speed(rows: list[dict], previous: list[dict]) -> None:
+    """A shipped model's training speed is read from its run folder, which only the machine that trained it has
+    (cache/build/train_logs): where this machine lacks it, keep the speed an earlier run of this bench read there
+    for the same subject, target and run."""
+    old = {(r["subj"], r["target"], r.get("speed_run")): r for r in previous}
+    for r in rows:
+        prev = old.get((r["subj"], r["target"], r.get("speed_run")))
+        if not r.get("speed") and prev and prev.get("speed"):
+            r["speed"] = {**prev["speed"], "note": "read on the machine that trained the run"}
+
+
 def train_subject(subj: int, data: str, runs: Path, quick: bool) -> dict[str, Path]:
     """Train the hidden BrainNetwork and the final model for one subject; returns each export's stem."""
     out = {}
@@ -167,7 +178,8 @@ def main():
             speed_run = meta["data"].get("init_backbone", {}).get("from") if meta["config"].get("freeze_backbone") else None
             if speed_run and not Path(speed_run).is_absolute():
                 speed_run = PROJECT_ROOT / speed_run
-            speed = epoch_speed((Path(speed_run).parent if speed_run else build_logs / run_name) / "metrics.jsonl")
+            speed_dir = Path(speed_run).parent if speed_run else build_logs / run_name
+            speed = epoch_speed(speed_dir / "metrics.jsonl")
             row = {"subj": subj, "target": target, "target_shape": meta["data"]["target_shape"],
                    "oracle": {"image": summary["oracle_top1_averaged"], "brain": summary["oracle_brain_top1_averaged"]},
                    "oracle_single_trial": {"image": summary["oracle_top1_single_trial"]},
@@ -175,7 +187,7 @@ def main():
                    "mindeye": mindeye, "mindeye_checkpoint": f"{meta['checkpoint']} (epoch {meta['epoch']}, chosen on val)",
                    "mindeye_source": "shipped" if shipped else ("trained here, quick" if args.quick else "trained here"),
                    "synthetic_trials": int(meta["config"].get("synthetic_trials", 0)),
-                   "median_ncsnr": summary["median_ncsnr"], "speed": speed}
+                   "median_ncsnr": summary["median_ncsnr"], "speed": speed, "speed_run": speed_dir.name}
             if quick():
                 row["ridge_protocol"] = ("alpha chosen by 5-fold CV" if alpha is None else
                                          "quick: alpha from the full run's CV, one closed-form fit")
@@ -187,6 +199,7 @@ def main():
     result = {"bench": "mindeye_table", "protocol": "300-way top-1, mean and central 95% of 30 random draws, "
               "repetition-averaged test betas", "seed": 0, "rows": rows, "machine": machine_info()}
     path = result_path("mindeye_table")
+    keep_recorded_speed(rows, json.loads(path.read_text())["rows"] if path.exists() else [])
     if path.exists() and set(args.subj) != {1, 2, 5, 7}:  # a partial rerun updates its subjects only
         old = json.loads(path.read_text())
         result["rows"] = [r for r in old["rows"] if r["subj"] not in args.subj] + rows
