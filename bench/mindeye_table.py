@@ -199,10 +199,10 @@ def main():
     result = {"bench": "mindeye_table", "protocol": "300-way top-1, mean and central 95% of 30 random draws, "
               "repetition-averaged test betas", "seed": 0, "rows": rows, "machine": machine_info()}
     path = result_path("mindeye_table")
-    keep_recorded_speed(rows, json.loads(path.read_text())["rows"] if path.exists() else [])
-    if path.exists() and set(args.subj) != {1, 2, 5, 7}:  # a partial rerun updates its subjects only
-        old = json.loads(path.read_text())
-        result["rows"] = [r for r in old["rows"] if r["subj"] not in args.subj] + rows
+    old_rows = json.loads(path.read_text())["rows"] if path.exists() else []
+    keep_recorded_speed(rows, old_rows)
+    if old_rows and set(args.subj) != {1, 2, 5, 7}:  # a partial rerun updates its subjects only
+        result["rows"] = [r for r in old_rows if r["subj"] not in args.subj] + rows
         result["rows"].sort(key=lambda r: (r["subj"], TARGETS.index(r["target"])))
     save_result("mindeye_table", result)
     from bench.readme_tables import render_mindeye_table

@@ -43,7 +43,7 @@ BANK_SIZE = 60_000  # scenes rendered once and shared by the vision stack's stag
 # of the brain's identity (val token cosine 0.61 against 0.63; see bench/prior_sampling.py for its sampling).
 # "final" starts its trunk from the hidden network: 65 x 128 targets teach the trunk more per image than one
 # 128-d embedding. It also trains on synthetic trials of 50k unseen scenes, 3 per real trial in each batch
-# (training/synthetic.py): val top-1 70.7 / 75.0 against 67.0 / 72.7 without (same recipe otherwise).
+# (training/synthetic.py): val top-1 70.7 / 75.0 against 63.7 / 70.3 without (same recipe otherwise).
 _ME = dict(use_image_aug=False, batch_size=32, hidden_dim=512, n_blocks=2, proj_hidden=256, max_lr=1e-3,
            ckpt_interval=5, seed=42)
 _PRIOR = dict(prior_depth=2, prior_heads=4, prior_dim_head=32)

@@ -216,7 +216,7 @@ class Run:
             "(test is scored every epoch but never used to pick best.pth)")
         self.train_targets, self.val_targets, self.test_targets = self.make_targets()
         self.data_info["target_shape"] = [int(d) for d in self.test_targets.shape[1:]]
-        self.synthetic = self.make_synthetic() if getattr(cfg, "synthetic_trials", 0) > 0 else None
+        self.synthetic = self.make_synthetic() if cfg.synthetic_trials > 0 else None
         torch.manual_seed(cfg.seed)
         self.model = self.build_model()
         if cfg.freeze_backbone and not (cfg.init_backbone and cfg.prior):

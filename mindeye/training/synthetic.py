@@ -22,6 +22,7 @@ The set is cached per (dataset, CLIP weights, target, N, images) under ``cache/s
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,7 +99,8 @@ def fit_encoding(x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor, y_val: t
     return EncodingModel(mu=mu, sd=sd, weight=xs.T @ dual, beta_mean=ym, alpha=float(a), val_r=round(r, 4))
 
 
-def _folder_images(folder: Path, n: int, size: int) -> np.ndarray:
+def _folder_images(folder: Path, n: int, first: int, count: int, size: int) -> np.ndarray:
+    """Pictures ``first .. first + count`` of the first ``n`` in ``folder`` (sorted by path), square, at ``size``."""
     from ..pipelines.pool import square
     from PIL import Image
     if not folder.is_dir():
@@ -107,8 +109,8 @@ def _folder_images(folder: Path, n: int, size: int) -> np.ndarray:
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if len(files) < n:
         raise DataError(f"--synthetic_images {folder}: {len(files)} pictures, but --synthetic_trials asks for {n}")
-    out = np.empty((n, size, size, 3), np.uint8)
-    for i, p in enumerate(files[:n]):
+    out = np.empty((count, size, size, 3), np.uint8)
+    for i, p in enumerate(files[first:first + count]):
         try:
             with Image.open(p) as im:
                 out[i] = square(im, size)
@@ -122,7 +124,7 @@ def unseen_images(subject, n: int, first: int, count: int, folder: str | None, s
     """Images ``first .. first + count`` of the ``n`` unseen ones, at the dataset's image size."""
     size = subject.image_store.image_size
     if folder:
-        return _folder_images(Path(folder), n, size)[first:first + count]
+        return _folder_images(Path(folder), n, first, count, size)
     if subject.manifest.get("dataset") != "SimNSD":
         raise DataError("--synthetic_trials on NSD needs --synthetic_images FOLDER: pictures no subject saw (SimNSD "
                         "renders fresh scenes itself)")
@@ -150,7 +152,6 @@ def build_synthetic(subject, embedder, train_ids, train_betas, train_trials_of, 
         except Exception:  # a damaged cache is rebuilt, never trusted
             path.unlink(missing_ok=True)
 
-    import time
     t0 = time.time()
 
     def feats(images):
