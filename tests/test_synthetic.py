@@ -94,6 +94,15 @@ def test_synthetic_trials_on_nsd_need_a_picture_folder(tmp_path):
         unseen_images(Fake(), 4, 0, 4, str(tmp_path / "pics"), seed=0)
     got = unseen_images(Fake(), 3, 1, 2, str(tmp_path / "pics"), seed=0)
     assert got.shape == (2, 32, 32, 3) and got[0, 0, 0, 0] == 60
+    (tmp_path / "pics" / "3.png").write_bytes(b"not a picture")
+    with pytest.raises(DataError, match=r"3.png: not a readable image"):
+        unseen_images(Fake(), 4, 0, 4, str(tmp_path / "pics"), seed=0)
+
+
+def test_synthetic_frac_must_be_positive(tiny_bundle, tmp_path, capsys):
+    assert run(["--model_name", "z", "--num_epochs", "1", "--no-hidden", "--no-prior", "--synthetic_trials", "8",
+                "--synthetic_frac", "0"], tiny_bundle, tmp_path) == 2
+    assert "--synthetic_frac should be > 0 with --synthetic_trials, found 0.0" in capsys.readouterr().err
 
 
 def test_build_demo_final_alone_starts_from_the_bundles_hidden_model_and_uses_synthetic_trials(tiny_stack, tmp_path):
