@@ -57,3 +57,15 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls, defaults: bool = T
     if defaults:
         parser.set_defaults(**{f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
                                for f in dataclasses.fields(cls)})
+
+
+def check_choices(cfg) -> None:
+    """Raise ``DataError`` naming the flag, its choices and the value found, for every field of the dataclass
+    ``cfg`` whose flag has ``choices`` and whose value is set (not None): a config built in Python is checked like
+    one parsed from argv."""
+    from .data.errors import DataError
+    for f in flag_fields(type(cfg)):
+        choices = f.metadata.get("choices")
+        if choices and getattr(cfg, f.name) is not None and getattr(cfg, f.name) not in choices:
+            raise DataError(f"--{f.name} should be one of {', '.join(map(repr, choices))}, "
+                            f"found {getattr(cfg, f.name)!r}")

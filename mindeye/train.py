@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from .atomic import atomic_save
 from .bundle import PROJECT_ROOT, cache_root, under_work_root  # noqa: F401  (cache_root: also imported from here)
 from .data.errors import DataError
+from .flags import check_choices
 from .losses import cosine_anneal, mixco, mixco_nce, soft_clip_loss
 from .metrics import n_way_top1
 from .checkpoints import load_checkpoint  # noqa: F401  (also imported from here)
@@ -182,10 +183,7 @@ class Run:
             cfg.subj = self.bundle.subject
         self.subject = resolve_subject(cfg.data_path, cfg.subj, self.bundle, log)
         variant = self.variant = target_variant(cfg.clip_variant, self.subject)
-        if cfg.train_reps not in ("single", "subset"):
-            raise DataError(f"--train_reps should be 'single' or 'subset', found {cfg.train_reps!r}")
-        if cfg.init_scope not in ("trunk", "model"):
-            raise DataError(f"--init_scope should be 'trunk' or 'model', found {cfg.init_scope!r}")
+        check_choices(cfg)
 
         device = cfg.device
         if device == "auto":
@@ -319,7 +317,8 @@ class Run:
         sd = ck["model_state_dict"]
         prefix = "voxel2clip." if any(k.startswith("voxel2clip.") for k in sd) else ""
         whole = self.cfg.freeze_backbone or self.cfg.init_scope == "model"
-        take = (lambda k: True) if whole else (lambda k: k.startswith(("lin0.", "mlp.")))
+        parts = ("lin0.", "mlp.", "projector.") if self.cfg.init_scope == "trunk_projector" else ("lin0.", "mlp.")
+        take = (lambda k: True) if whole else (lambda k: k.startswith(parts))
         trunk = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix) and take(k[len(prefix):])}
         v2c = self.model.voxel2clip if self.cfg.prior else self.model
         own = {k for k in v2c.state_dict() if take(k)}
@@ -327,7 +326,7 @@ class Run:
             raise DataError(f"{path}: its BrainNetwork does not fit this run's (hidden_dim / n_blocks / target "
                             f"differ: found {sorted(trunk)[:3]}..., expected {sorted(own)[:3]}...)")
         v2c.load_state_dict(trunk, strict=False)
-        loaded = "whole BrainNetwork" if whole else "trunk"
+        loaded = "whole BrainNetwork" if whole else ("trunk and projector" if "projector." in parts else "trunk")
         prior_sd = {k: v for k, v in sd.items() if k.startswith("net.")}
         if self.cfg.init_scope == "model" and self.cfg.prior and prior_sd:
             net = self.model.net.state_dict()

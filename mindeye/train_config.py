@@ -111,9 +111,11 @@ class TrainConfig:
     synthetic_frac: float = flag(1.0, "with --synthetic_trials: synthetic trials per real trial in each batch")
     synthetic_images: str | None = flag(None, "with --synthetic_trials on NSD: a folder of pictures no subject saw "
                                               "(SimNSD renders fresh scenes)")
-    init_scope: str = flag("trunk", "with --init_backbone: trunk = its BrainNetwork trunk only (lin0, mlp); model = "
-                                    "its whole BrainNetwork and, when both runs have one, its diffusion prior "
-                                    "(fine-tuning)", choices=["trunk", "model"])
+    init_scope: str = flag("trunk", "with --init_backbone: trunk = its BrainNetwork trunk only (lin0, mlp); "
+                                    "trunk_projector = the trunk and the contrastive projector (it maps each token, "
+                                    "so it fits a run with fewer tokens); model = its whole BrainNetwork and, when "
+                                    "both runs have one, its diffusion prior (fine-tuning)",
+                           choices=["trunk", "trunk_projector", "model"])
 
 
 def _also(name: str, help: str | None = None, **meta):

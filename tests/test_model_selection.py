@@ -132,6 +132,36 @@ def test_fine_tuning_a_hidden_run_loads_its_brain_network_and_prior(tiny_bundle,
                 str(tmp_path / "src" / "last.pth"), "--init_scope", "model"], tiny_bundle, tmp_path) == 2
 
 
+def test_trunk_projector_scope_carries_the_hidden_runs_projector_into_a_final_run(tiny_bundle, tmp_path):
+    """--init_scope trunk_projector: a final-target run starts from a hidden run's trunk and its per-token
+    projector; its output layer (1 token, not 65) starts fresh."""
+    from mindeye.train import load_checkpoint
+    assert run(["--model_name", "hid", "--num_epochs", "1", "--no-prior"], tiny_bundle, tmp_path) == 0
+    src = load_checkpoint(tmp_path / "hid" / "last.pth")["model_state_dict"]
+    assert run(["--model_name", "fin", "--num_epochs", "1", "--max_steps", "1", "--max_lr", "1e-12", "--no-hidden",
+                "--no-prior", "--init_backbone", str(tmp_path / "hid"), "--init_scope", "trunk_projector"],
+               tiny_bundle, tmp_path) == 0
+    ck = load_checkpoint(tmp_path / "fin" / "last.pth")
+    fin = ck["model_state_dict"]
+    assert ck["data"]["init_backbone"]["loaded"] == "trunk and projector"
+    for k in ("lin0.0.weight", "mlp.0.0.weight", "projector.2.weight", "projector.8.bias"):
+        assert torch.allclose(fin[k], src[k], atol=1e-6), k
+    assert fin["lin1.weight"].shape[0] < src["lin1.weight"].shape[0]  # one token's output layer, its own
+    # the trunk scope leaves the projector fresh
+    assert run(["--model_name", "fin2", "--num_epochs", "1", "--max_steps", "1", "--max_lr", "1e-12", "--no-hidden",
+                "--no-prior", "--init_backbone", str(tmp_path / "hid")], tiny_bundle, tmp_path) == 0
+    fin2 = load_checkpoint(tmp_path / "fin2" / "last.pth")["model_state_dict"]
+    assert torch.allclose(fin2["lin0.0.weight"], src["lin0.0.weight"], atol=1e-6)
+    assert not torch.allclose(fin2["projector.2.weight"], src["projector.2.weight"])
+
+
+def test_a_config_built_in_python_is_checked_against_its_flags_choices(tiny_bundle, tmp_path):
+    from mindeye.train import TrainConfig, train
+    with pytest.raises(DataError, match="--init_scope should be one of 'trunk', 'trunk_projector', 'model', "
+                                        "found 'all'"):
+        train(TrainConfig(bundle=str(tiny_bundle), out=str(tmp_path), init_scope="all"))
+
+
 def test_train_never_simulates_into_a_user_named_folder(tiny_bundle, tmp_path, capsys):
     """--data_path that is not a converted dataset is an error naming how to make one; nothing is created."""
     from mindeye.cli import main
