@@ -40,6 +40,41 @@ def test_encoding_model_recovers_a_linear_response_and_picks_alpha_on_val(rng):
     assert r.median() > 0.5  # held-out images: the noise-free response, predicted
 
 
+def test_a_feature_groups_weight_survives_standardising(rng):
+    """Weights apply after each feature is standardised: a group weighted up pulls the fit toward itself (the
+    old FINAL_WEIGHT multiplied features before standardising, which undid it)."""
+    n = 300
+    useful = torch.from_numpy(rng.standard_normal((n + 200, 5)).astype(np.float32))
+    clutter = torch.from_numpy(rng.standard_normal((n + 200, 400)).astype(np.float32))
+    y = useful @ torch.ones(5, 3) + 0.5 * torch.randn(n + 200, 3, generator=torch.Generator().manual_seed(2))
+    x = torch.cat([clutter, useful], 1)
+    r = {}
+    for w_useful in (1.0, 8.0):
+        w = torch.ones(405)
+        w[400:] = w_useful
+        enc = fit_encoding(x[:n], y[:n], x[n:], y[n:], alphas=(1e3,), weights=w)
+        r[w_useful] = enc.val_r
+        scaled = fit_encoding(x[:n] * 100, y[:n], x[n:] * 100, y[n:], alphas=(1e3,), weights=w)
+        assert abs(scaled.val_r - enc.val_r) < 1e-4  # a feature's units never matter, only its group's weight
+    assert r[8.0] > r[1.0] + 0.05
+
+
+def test_low_level_features_read_luminance_contrast_and_colour_where_they_are():
+    from mindeye.models.encoding import LOW_LEVEL_GRID, features_of, group_weights, low_level_features
+    g = LOW_LEVEL_GRID
+    x = torch.full((3, 3, 48, 48), 0.5)
+    x[1, :, :24, :24] = 1.0  # a bright top-left quadrant
+    x[2, 0, 24:, 24:], x[2, 1, 24:, 24:] = 0.9, 0.1  # a red bottom-right quadrant
+    f = low_level_features(x).reshape(3, 4, g, g)  # luminance, contrast, red-green, blue-yellow
+    assert f[1, 0, 0, 0] > f[0, 0, 0, 0] and torch.allclose(f[1, 0, -1, -1], f[0, 0, -1, -1])
+    assert f[0, 1].abs().max() < 1e-6 and f[1, 1].max() > 0.1  # contrast only at the bright quadrant's edge
+    assert f[2, 2, -1, -1] > 0.7 and f[2, 2, 0, 0].abs() < 1e-6  # red-green only where the red is
+    feats = features_of(torch.randn(3, 5, 8), torch.randn(3, 8), x)
+    assert feats.shape == (3, 5 * 8 + 8 + 4 * g * g)
+    w = group_weights(feats.shape[1])
+    assert (w[:48] == 1).all() and (w[48:] == 4).all()
+
+
 def test_drawn_trials_add_the_mean_noise_of_one_to_three_real_trials(rng):
     syn = SyntheticTrials(betas=torch.zeros(10, 50, dtype=torch.float16), targets=torch.ones(10, 1, 8).half(),
                           residuals=torch.randn(5000, 50, generator=torch.Generator().manual_seed(1)).half(), info={})
@@ -111,7 +146,7 @@ def test_build_demo_final_alone_starts_from_the_bundles_hidden_model_and_uses_sy
     the recipe's synthetic trials are used (a tiny build: TINY_SYNTHETIC of them)."""
     import shutil
 
-    from mindeye.build_demo import TINY_SYNTHETIC
+    from mindeye.build_demo import DEMO_MINDEYE, TINY_SYNTHETIC
     from mindeye.cli import main
     from tests.conftest import cache_dir
     out = tmp_path / "demo"
@@ -122,6 +157,11 @@ def test_build_demo_final_alone_starts_from_the_bundles_hidden_model_and_uses_sy
                      "--stages", "mindeye", "--mindeye_parts", "final"]) == 0
     meta = json.loads((out / "mindeye" / "final.json").read_text())
     assert meta["data"]["init_backbone"]["from"].endswith("mindeye/hidden")
-    assert meta["data"]["synthetic"]["n"] == TINY_SYNTHETIC and meta["config"]["synthetic_frac"] == 3.0
+    recipe = DEMO_MINDEYE["final"][-1]
+    assert meta["data"]["synthetic"]["n"] == TINY_SYNTHETIC
+    assert meta["config"]["synthetic_frac"] == recipe["synthetic_frac"] and recipe["synthetic_frac"] > 0
+    assert meta["data"]["init_backbone"]["loaded"] == {"trunk": "trunk", "trunk_projector": "trunk and projector"}[
+        recipe["init_scope"]]
+    assert meta["data"]["synthetic"]["encoding_features"].startswith("v2: CLIP + low-level")
     assert (out / "mindeye" / "final.safetensors").read_bytes() != before
     assert not (tmp_path / "work" / "train_logs" / "demo_hidden_v2c").exists()  # the hidden model was not retrained

@@ -31,10 +31,11 @@ import torch
 
 from ..atomic import atomic_save
 from ..data.errors import DataError
-from ..models.encoding import EncodingModel, encoding_features, features_of
+from ..models.encoding import (ENCODING_VERSION, GROUP_WEIGHTS, EncodingModel, encoding_features, features_of,
+                               group_weights)
 
 SYNTHETIC_ID_BASE = 300_000_000  # above the retrieval pool's 2 x 10^8 (see pipelines/pool.py for the id map)
-ALPHAS = (1e2, 3e2, 1e3, 3e3, 1e4, 3e4, 1e5)
+ALPHAS = (1e2, 3e2, 1e3, 3e3, 1e4, 3e4, 1e5, 3e5, 1e6)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CHUNK = 512  # images per forward pass
 RENDER_CHUNK = 4096  # scenes rendered at a time (in parallel processes)
@@ -79,10 +80,13 @@ def _median_r(pred: torch.Tensor, true: torch.Tensor) -> float:
 
 
 def fit_encoding(x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
-                 alphas=ALPHAS) -> EncodingModel:
+                 alphas=ALPHAS, weights: torch.Tensor | None = None) -> EncodingModel:
     """Ridge from features ``x [n, F]`` to betas ``y [n, V]`` in its dual form (one eigendecomposition of the
-    n x n Gram matrix serves every alpha); alpha chosen by the median voxel correlation on ``(x_val, y_val)``."""
+    n x n Gram matrix serves every alpha); alpha chosen by the median voxel correlation on ``(x_val, y_val)``.
+    ``weights [F]``: each standardised feature is multiplied by its weight (feature groups' pull on the fit)."""
     mu, sd = x.mean(0), x.std(0) + 1e-6
+    if weights is not None:
+        sd = sd / weights
     xs, xv = (x - mu) / sd, (x_val - mu) / sd
     ym = y.mean(0)
     ev, u = torch.linalg.eigh((xs @ xs.T).double())
@@ -142,7 +146,7 @@ def build_synthetic(subject, embedder, train_ids, train_betas, train_trials_of, 
 
     from ..data.stream import to_model_input
     src = f"folder {Path(folder).resolve()}" if folder else f"SimNSD scenes {SYNTHETIC_ID_BASE}+ (seed {seed})"
-    tag = hashlib.sha256(f"{key}|{n}|{hidden}|{norm_embs}|{src}".encode()).hexdigest()[:16]
+    tag = hashlib.sha256(f"{key}|{n}|{hidden}|{norm_embs}|{src}|encoding v{ENCODING_VERSION}".encode()).hexdigest()[:16]
     path = cache / f"synthetic_{tag}.pt" if cache is not None else None
     if path is not None and path.exists():
         try:
@@ -163,8 +167,9 @@ def build_synthetic(subject, embedder, train_ids, train_betas, train_trials_of, 
     betas = train_betas[trials].numpy() if isinstance(train_betas, torch.Tensor) else train_betas[trials]
     mean = torch.stack([torch.as_tensor(betas[index == k]).float().mean(0) for k in range(len(train_ids))])
     log(f"synthetic trials: fitting the encoding model on {len(train_ids)} train images (alpha on val)")
-    enc = fit_encoding(feats(subject.images(train_ids)), mean, feats(subject.images(val_ids)),
-                       torch.as_tensor(np.asarray(val_betas)).float())
+    x_train = feats(subject.images(train_ids))
+    enc = fit_encoding(x_train, mean, feats(subject.images(val_ids)), torch.as_tensor(np.asarray(val_betas)).float(),
+                       weights=group_weights(x_train.shape[1]))
     log(f"synthetic trials: encoding model alpha {enc.alpha:g}, val median voxel r {enc.val_r:.3f}")
     pred, targ = [], []
     with torch.no_grad():
@@ -173,13 +178,14 @@ def build_synthetic(subject, embedder, train_ids, train_betas, train_trials_of, 
             for i in range(0, len(images), CHUNK):
                 x = to_model_input(images[i:i + CHUNK], images.shape[1])
                 h, f = embedder.hidden(x, normalize=True), embedder.final(x, normalize=True)
-                pred.append(enc.predict(features_of(h, f)).half())
+                pred.append(enc.predict(features_of(h, f, x)).half())
                 if norm_embs:
                     t = h if hidden else f[:, None]
                 else:
                     t = embedder.hidden(x, normalize=False) if hidden else embedder.final(x, normalize=False)[:, None]
                 targ.append(t.float().half())
-    info = {"n": int(n), "source": src, "encoding_alpha": enc.alpha, "encoding_val_median_r": enc.val_r,
+    info = {"n": int(n), "source": src, "encoding_features": f"v{ENCODING_VERSION}: CLIP + low-level, weights "
+            f"{GROUP_WEIGHTS}", "encoding_alpha": enc.alpha, "encoding_val_median_r": enc.val_r,
             "build_seconds": round(time.time() - t0, 1)}  # kept with the cache: the set's cost where it was made
     syn = SyntheticTrials(torch.cat(pred), torch.cat(targ), torch.from_numpy(residual_noise(betas, index)), info)
     if path is not None:
