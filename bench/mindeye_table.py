@@ -187,6 +187,11 @@ def main():
                    "mindeye": mindeye, "mindeye_checkpoint": f"{meta['checkpoint']} (epoch {meta['epoch']}, chosen on val)",
                    "mindeye_source": "shipped" if shipped else ("trained here, quick" if args.quick else "trained here"),
                    "synthetic_trials": int(meta["config"].get("synthetic_trials", 0)),
+                   "synthetic_frac": meta["config"].get("synthetic_frac") if meta["config"].get("synthetic_trials")
+                   else None,
+                   "synthetic_encoding": meta["data"].get("synthetic", {}).get("encoding_features"),
+                   "init_scope": meta["config"].get("init_scope") if meta["config"].get("init_backbone")
+                   and not meta["config"].get("freeze_backbone") else None,  # (a frozen network is the prior stage's)
                    "median_ncsnr": summary["median_ncsnr"], "speed": speed, "speed_run": speed_dir.name}
             if quick():
                 row["ridge_protocol"] = ("alpha chosen by 5-fold CV" if alpha is None else
@@ -199,10 +204,15 @@ def main():
     result = {"bench": "mindeye_table", "protocol": "300-way top-1, mean and central 95% of 30 random draws, "
               "repetition-averaged test betas", "seed": 0, "rows": rows, "machine": machine_info()}
     path = result_path("mindeye_table")
-    old_rows = json.loads(path.read_text())["rows"] if path.exists() else []
+    old = json.loads(path.read_text()) if path.exists() else {"rows": []}
+    old_rows = old["rows"]
     keep_recorded_speed(rows, old_rows)
-    if old_rows and set(args.subj) != {1, 2, 5, 7}:  # a partial rerun updates its subjects only
-        result["rows"] = [r for r in old_rows if r["subj"] not in args.subj] + rows
+    for r in rows:
+        r["machine"] = result["machine"]
+    if old_rows and set(args.subj) != {1, 2, 5, 7}:  # a partial rerun updates its subjects only; the rows it
+        # keeps name the machine and commit that measured them
+        kept = [{**r, "machine": r.get("machine", old["machine"])} for r in old_rows if r["subj"] not in args.subj]
+        result["rows"] = kept + rows
         result["rows"].sort(key=lambda r: (r["subj"], TARGETS.index(r["target"])))
     save_result("mindeye_table", result)
     from bench.readme_tables import render_mindeye_table

@@ -45,13 +45,22 @@ def render_mindeye_table(res: dict) -> str:
         lines.append(f"| {r['subj']} | {r['target']} ({shape}) | {_pair(r['oracle'])} | {100 * r['oracle_single_trial']['image']:.1f} "
                      f"| {_pair(r['linear_ceiling'])} | {_pair(rd)} | **{_pair(me)}** | {gap} "
                      f"| {sp.get('seconds_per_epoch', float('nan')):.1f} | {sp.get('samples_per_s', float('nan')):.0f} |")
-    m = res["machine"]
+    by_machine = {}  # rows measured by one machine and commit (a partial rerun keeps the others' rows)
+    for r in res["rows"]:
+        m = r.get("machine", res["machine"])
+        key = f"{m['cores']} cores ({m['cpu']}, {m['torch_threads']} torch threads), commit {m['commit']}"
+        by_machine.setdefault(key, []).append(str(r["subj"]))
+    measured = "; ".join(f"{key} for subject{'s' if len(set(subs)) > 1 else ''} {', '.join(dict.fromkeys(subs))}"
+                         for key, subs in by_machine.items()) if len(by_machine) > 1 else next(iter(by_machine))
     src = [f"subject {r['subj']} {r['target']}: {r['mindeye_source']}, {r['mindeye_checkpoint']}"
            + (f", with {r['synthetic_trials']:,} synthetic trials" if r.get("synthetic_trials") else "")
+           + (f" x {r['synthetic_frac']:g} per real trial" if r.get("synthetic_frac") else "")
+           + (f" (encoding model: {r['synthetic_encoding'].split(': ', 1)[-1].split(',')[0]})"
+              if r.get("synthetic_encoding") else "")
+           + (f", init {r['init_scope'].replace('_', ' + ')} from the hidden network" if r.get("init_scope") else "")
            for r in res["rows"]]
     lines += ["", f"300-way top-1 %, image / brain retrieval, mean [central 95% of the 30 draws]. "
-                  f"Measured on {m['cores']} cores ({m['cpu']}, {m['torch_threads']} torch threads), commit "
-                  f"{m['commit']}, by `bench/mindeye_table.py`. MindEye: " + "; ".join(src) + "."]
+                  f"Measured on {measured}, by `bench/mindeye_table.py`. MindEye: " + "; ".join(src) + "."]
     return "\n".join(lines)
 
 

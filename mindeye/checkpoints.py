@@ -102,12 +102,17 @@ def export_run(run_dir: Path, stem: Path, which: str = "best.pth", dtype=torch.f
     # the figures of the exported checkpoint's own epoch (its counter is one past the epoch index), not the last
     chosen = next((m for m in epochs if m.get("epoch") == ck["epoch"] - 1), None)
     from .bundle import PROJECT_ROOT
-    src = ck["data"].get("init_backbone", {}).get("from")
-    if src and Path(src).is_absolute():  # a shipped file names no path of the machine it was built on
+
+    def portable(p):  # a shipped file names no path of the machine it was built on
         try:
-            ck["data"]["init_backbone"]["from"] = str(Path(src).resolve().relative_to(PROJECT_ROOT))
+            return str(Path(p).resolve().relative_to(PROJECT_ROOT)) if p and Path(p).is_absolute() else p
         except ValueError:
-            pass
+            return p
+    if ck["data"].get("init_backbone", {}).get("from"):
+        ck["data"]["init_backbone"]["from"] = portable(ck["data"]["init_backbone"]["from"])
+    for key in ("out", "bundle", "init_backbone", "data_path", "vae_path"):
+        if isinstance(ck["config"].get(key), str):
+            ck["config"][key] = portable(ck["config"][key])
     meta = {"config": ck["config"], "data": ck["data"], "checkpoint": path.name, "epoch": ck["epoch"],
             "val": chosen, "last_epoch": epochs[-1] if epochs else None}
     stem = Path(stem)

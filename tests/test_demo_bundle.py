@@ -72,3 +72,21 @@ def test_shipped_mindeye_models_load(js):
     from mindeye.checkpoints import load_model
     model, meta = load_model(js.with_suffix(""), expect={"subject": bundle.subject})
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_shipped_metadata_names_no_path_of_the_machine_that_built_it():
+    """Bundles are relocatable: every path in the shipped JSON files is relative to the project."""
+    from pathlib import PurePosixPath
+
+    def paths(obj):
+        if isinstance(obj, dict):
+            for v in obj.values():
+                yield from paths(v)
+        elif isinstance(obj, list):
+            for v in obj:
+                yield from paths(v)
+        elif isinstance(obj, str) and "/" in obj:
+            yield obj
+    found = [(js.name, p) for js in DEMO_BUNDLE.rglob("*.json") for p in paths(json.loads(js.read_text()))
+             if PurePosixPath(p).is_absolute() or p.startswith("~")]
+    assert not found, found
