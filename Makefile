@@ -45,6 +45,7 @@ bench: venv
 	$(PY) bench/mindeye_table.py
 	$(PY) bench/demo_preset.py
 	$(PY) bench/recon_table.py
+	$(PY) bench/prior_identity.py
 	$(PY) bench/gpu_real_size.py
 	OMP_NUM_THREADS=1 $(PY) bench/retrieval_latency.py
 	$(PY) bench/app_figures.py

@@ -142,6 +142,24 @@ def render_prior_sampling(res: dict) -> str:
     return "\n".join(lines)
 
 
+def render_prior_identity(res: dict) -> str:
+    n = res["n"]
+    labels = {"projected": "BrainNetwork, projected tokens (retrieval's space)", "one_sample": "prior, one sample",
+              **{k: f"prior, mean of {k.rsplit('_', 1)[1]} samples" for k in res["rows"][0] if k.startswith("mean_of_")},
+              "one_sample_train_images": f"prior, one sample, {n} **train** images"}
+    models = [r["model"] for r in res["rows"]]
+    lines = ["| tokens | " + " | ".join(f"{m}: cosine / {n}-way top-1" for m in models) + " |",
+             "|---|" + "---|" * len(models)]
+    for key, label in labels.items():
+        lines.append(f"| {label} | " + " | ".join(f"{r[key]['token_cosine']:.3f} / {100 * r[key]['top1']:.0f}%"
+                                                   for r in res["rows"]) + " |")
+    m = res["machine"]
+    lines += ["", f"The first {n} val images (and {n} train images where it says so), {res['steps']} DDPM steps, "
+                  f"guidance {res['guidance_scale']:g}; chance {100 / n:.0f}%. Measured on {m['cores']} cores "
+                  f"({m['cpu']}) by `bench/prior_identity.py`."]
+    return "\n".join(lines)
+
+
 def render_app_figures(res: dict) -> str:
     t, r = res["trial_change"], res["reconstruct_4_samples_s"]
     lines = ["| what | measured | goal |", "|---|---|---|",
@@ -219,7 +237,7 @@ def render_build_times(res: dict) -> str:
             f"the bundle's metadata.")
 
 
-RENDERERS = {"load_test": render_load_test, "app_figures": render_app_figures, "prior_sampling": render_prior_sampling, "retrieval_latency": render_retrieval_latency, "mindeye_table": render_mindeye_table, "simnsd_oracle": render_simnsd_oracle,
+RENDERERS = {"load_test": render_load_test, "app_figures": render_app_figures, "prior_sampling": render_prior_sampling, "prior_identity": render_prior_identity, "retrieval_latency": render_retrieval_latency, "mindeye_table": render_mindeye_table, "simnsd_oracle": render_simnsd_oracle,
              "demo_preset": render_demo_preset, "recon_table": render_recon_table, "build_times": render_build_times,
              "vision_stack": render_vision_stack}
 
@@ -237,7 +255,7 @@ def generated_readme(text: str) -> str:
 
 # the order the benches run in (make bench)
 ORDER = ("simnsd_oracle", "mindeye_table", "demo_preset", "recon_table", "gpu_real_size", "retrieval_latency",
-         "app_figures", "load_test", "prior_sampling", "build_times", "vision_stack")
+         "app_figures", "load_test", "prior_sampling", "prior_identity", "build_times", "vision_stack")
 
 
 def _f(x, spec: str = ".1f", scale: float = 1.0) -> str:
@@ -293,6 +311,10 @@ def headlines(name: str, res: dict) -> list[str]:
                 + (" beside a training run" if res.get("training_run_alongside") else "")
                 + f": {res['requests']} requests, {res['errors']} errors",
                 "p50 / p95: " + ", ".join(f"{k} {_f(v['p50_s'])} / {_f(v['p95_s'])} s" for k, v in e.items())]
+    if name == "prior_identity":
+        return [f"{r['model']}: projected top-1 {_f(r['projected']['top1'], '.0f', 100)}%, one prior sample "
+                f"{_f(r['one_sample']['top1'], '.0f', 100)}% (cosine {_f(r['one_sample']['token_cosine'], '.3f')}), "
+                f"on train images {_f(r['one_sample_train_images']['top1'], '.0f', 100)}%" for r in res["rows"]]
     if name == "prior_sampling":
         ch = res["chosen"]
         return [f"chosen: {ch['steps']} DDPM steps, guidance {ch['guidance_scale']:g}"]

@@ -1,0 +1,103 @@
+"""Where MindEye's reconstructions lose the image's identity: the hidden model's BrainNetwork against its
+diffusion prior, on the VAL split (never test).
+
+For the first N val images (repetition-averaged betas) it scores, by cosine to the true SceneCLIP hidden tokens
+and by N-way identification of the true tokens (top-1):
+- the BrainNetwork's projected tokens (the contrastive space retrieval uses);
+- one prior sample, at the model's chosen sampling settings (steps, guidance);
+- the mean of 2, 4 and 8 prior samples (is the prior noisy around a good mean, or biased?);
+- one prior sample for N *train* images (does the prior read the network's outputs for images it was trained on
+  better than for new ones?).
+``--candidate STEM`` scores another exported hidden model the same way (e.g. a prior trained another way).
+
+    .venv/bin/python bench/prior_identity.py [--n 100] [--candidate runs/x/export --label "what it is"]
+
+Writes bench/results/prior_identity.json (QUICK: bench/results/quick/).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from bench.machine import machine_info, save_result  # noqa: E402
+from mindeye.bundle import PROJECT_ROOT  # noqa: E402
+from mindeye.checkpoints import load_model  # noqa: E402
+from mindeye.engine import Model, get_engine  # noqa: E402
+from mindeye.models.embedders import normalize_hidden  # noqa: E402
+
+MEANS_OF = (2, 4, 8)
+
+
+def scores(tokens: torch.Tensor, true: torch.Tensor) -> dict:
+    """Mean cosine of ``tokens`` to ``true`` (both [N, T, D]) and N-way top-1 identification of the true tokens."""
+    a, b = F.normalize(tokens.float().flatten(1), dim=-1), F.normalize(true.float().flatten(1), dim=-1)
+    top1 = ((a @ b.T).argmax(1) == torch.arange(len(a))).float().mean().item()
+    return {"token_cosine": round((a * b).sum(1).mean().item(), 4), "top1": round(top1, 4)}
+
+
+@torch.no_grad()
+def diagnose(model, betas: torch.Tensor, true: torch.Tensor, train_betas: torch.Tensor, train_true: torch.Tensor,
+             steps: int, guidance: float) -> dict:
+    model.eval()
+
+    def sample(b, seed):
+        g = torch.Generator().manual_seed(seed)
+        return normalize_hidden(model.sample(model.voxel2clip(b)[0], steps=steps, guidance_scale=guidance,
+                                             generator=g).float())
+    t0 = time.time()
+    samples = [sample(betas, seed) for seed in range(max(MEANS_OF))]
+    out = {"projected": scores(model.voxel2clip(betas)[1], true),
+           "one_sample": scores(samples[0], true),
+           **{f"mean_of_{k}": scores(torch.stack(samples[:k]).mean(0), true) for k in MEANS_OF},
+           "one_sample_train_images": scores(sample(train_betas, 0), train_true)}
+    out["seconds"] = round(time.time() - t0, 1)
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=100, help="val images (the first N of the val split), and as many "
+                                                      "train images")
+    p.add_argument("--candidate", action="append", default=[], help="another exported hidden model (stem)")
+    p.add_argument("--label", action="append", default=[], help="what each --candidate is, in words, in order")
+    args = p.parse_args()
+    e = get_engine()
+    clip, shipped = e.model(Model.CLIP), e.model(Model.HIDDEN)
+    meta = json.loads(e.model_path(Model.HIDDEN).with_suffix(".json").read_text())
+    sampling = meta.get("prior_sampling", {"steps": 20, "guidance_scale": 3.5})
+    steps, guidance = sampling["steps"], sampling["guidance_scale"]
+
+    def split(name):
+        b, ids = e.data.averaged(name)
+        true = normalize_hidden(torch.cat([clip.hidden(e.data.images(ids[i:i + 100])).float()
+                                           for i in range(0, args.n, 100)]))
+        return torch.from_numpy(b[:args.n]), true[:args.n]
+    with torch.no_grad():
+        val_b, val_t = split("val")
+        train_b, train_t = split("train")
+    if len(args.label) not in (0, len(args.candidate)):
+        p.error(f"--label: one per --candidate ({len(args.candidate)}), found {len(args.label)}")
+    models = {f"shipped ({e.model_path(Model.HIDDEN).relative_to(PROJECT_ROOT)})": shipped}
+    for i, stem in enumerate(args.candidate):
+        models[args.label[i] if args.label else stem] = load_model(Path(stem), expect={"subject": e.bundle.subject, "n_voxels": e.data.n_voxels,
+                                                      "fingerprint": e.data.fingerprint()})[0]
+    rows = []
+    for name, model in models.items():
+        rows.append({"model": name, **diagnose(model, val_b, val_t, train_b, train_t, steps, guidance)})
+        print(json.dumps(rows[-1]), flush=True)
+    save_result("prior_identity", {"bench": "prior_identity", "n": args.n, "steps": steps,
+                                   "guidance_scale": guidance, "rows": rows, "machine": machine_info()})
+
+
+if __name__ == "__main__":
+    main()
