@@ -43,6 +43,7 @@ bench: export BENCH_QUICK := $(if $(filter-out 0,$(QUICK)),1,)
 bench: venv
 	$(PY) bench/simnsd_oracle.py
 	$(PY) bench/mindeye_table.py
+	$(PY) bench/final_recipe.py
 	$(PY) bench/demo_preset.py
 	$(PY) bench/recon_table.py
 	$(PY) bench/prior_identity.py

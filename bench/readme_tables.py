@@ -142,6 +142,19 @@ def render_prior_sampling(res: dict) -> str:
     return "\n".join(lines)
 
 
+def render_final_recipe(res: dict) -> str:
+    lines = ["| variant | val top-1, image / brain | val-best epoch | s / epoch |", "|---|---|---|---|"]
+    for r in res["rows"]:
+        v = r["val"]
+        bold = "**" if r["variant"] == "shipped" else ""
+        lines.append(f"| {r['what']} | {bold}{100 * v['image']:.1f} / {100 * v['brain']:.1f}{bold} | {v['epoch']} "
+                     f"| {_f(v.get('seconds_per_epoch'))} |")
+    m = res["machine"]
+    lines += ["", f"SimNSD subject {res['subject']}, {res['protocol']}. Measured on {m['cores']} cores ({m['cpu']}, "
+                  f"{m['torch_threads']} torch threads), commit {m['commit']}, by `bench/final_recipe.py`."]
+    return "\n".join(lines)
+
+
 def render_prior_identity(res: dict) -> str:
     n = res["n"]
     labels = {"projected": "BrainNetwork, projected tokens (retrieval's space)", "one_sample": "prior, one sample",
@@ -237,7 +250,7 @@ def render_build_times(res: dict) -> str:
             f"the bundle's metadata.")
 
 
-RENDERERS = {"load_test": render_load_test, "app_figures": render_app_figures, "prior_sampling": render_prior_sampling, "prior_identity": render_prior_identity, "retrieval_latency": render_retrieval_latency, "mindeye_table": render_mindeye_table, "simnsd_oracle": render_simnsd_oracle,
+RENDERERS = {"load_test": render_load_test, "app_figures": render_app_figures, "prior_sampling": render_prior_sampling, "prior_identity": render_prior_identity, "final_recipe": render_final_recipe, "retrieval_latency": render_retrieval_latency, "mindeye_table": render_mindeye_table, "simnsd_oracle": render_simnsd_oracle,
              "demo_preset": render_demo_preset, "recon_table": render_recon_table, "build_times": render_build_times,
              "vision_stack": render_vision_stack}
 
@@ -254,7 +267,7 @@ def generated_readme(text: str) -> str:
 
 
 # the order the benches run in (make bench)
-ORDER = ("simnsd_oracle", "mindeye_table", "demo_preset", "recon_table", "gpu_real_size", "retrieval_latency",
+ORDER = ("simnsd_oracle", "mindeye_table", "final_recipe", "demo_preset", "recon_table", "gpu_real_size", "retrieval_latency",
          "app_figures", "load_test", "prior_sampling", "prior_identity", "build_times", "vision_stack")
 
 
@@ -311,6 +324,9 @@ def headlines(name: str, res: dict) -> list[str]:
                 + (" beside a training run" if res.get("training_run_alongside") else "")
                 + f": {res['requests']} requests, {res['errors']} errors",
                 "p50 / p95: " + ", ".join(f"{k} {_f(v['p50_s'])} / {_f(v['p95_s'])} s" for k, v in e.items())]
+    if name == "final_recipe":
+        return [f"{r['variant']}: val {_f(r['val']['image'], scale=100)} / {_f(r['val']['brain'], scale=100)}"
+                for r in res["rows"]]
     if name == "prior_identity":
         return [f"{r['model']}: projected top-1 {_f(r['projected']['top1'], '.0f', 100)}%, one prior sample "
                 f"{_f(r['one_sample']['top1'], '.0f', 100)}% (cosine {_f(r['one_sample']['token_cosine'], '.3f')}), "

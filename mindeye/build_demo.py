@@ -85,7 +85,8 @@ def finished_run(run_dir: Path, kw: dict) -> bool:
         ck = load_checkpoint(path)
     except Exception:
         return False
-    want = {k: v for k, v in dataclasses.asdict(TrainConfig(**kw)).items() if k not in _RUN_PLACE}
+    # a setting left None is resolved when the run starts (subj: the bundle's subject): any resolved value matches
+    want = {k: v for k, v in dataclasses.asdict(TrainConfig(**kw)).items() if k not in _RUN_PLACE and v is not None}
     # a flag added after the run was trained did not exist then: the run used what is now its default
     have = {**dataclasses.asdict(TrainConfig()), **ck.get("config", {})}
     # and a flag removed since then cannot be set any more: only today's flags are compared

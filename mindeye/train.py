@@ -291,7 +291,8 @@ class Run:
         syn = build_synthetic(s, embedder, self.train_ids, self.train_betas, self.train_trials_of, self.val_betas,
                               self.val_ids, n=cfg.synthetic_trials, hidden=cfg.hidden, norm_embs=cfg.norm_embs,
                               folder=cfg.synthetic_images, seed=int(self.data_info["simulator"].get("seed", 0)),
-                              cache=cache_root() / "synthetic", key=key, log=self.log)
+                              cache=cache_root() / "synthetic", key=key, features=cfg.synthetic_features,
+                              log=self.log)
         self.data_info["synthetic"] = {**syn.info, "per_real_trial": cfg.synthetic_frac}
         return syn
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 CLIP_VARIANTS = ["RN50", "ViT-L/14", "ViT-B/32", "RN50x64", "SceneCLIP"]
 SUBJECTS = range(1, 9)  # any NSD subject the converter wrote
+SYNTHETIC_FEATURES = ("clip", "clip_low_level")  # the encoding model of synthetic trials (models/encoding.py)
 
 
 def flag(default, help: str, **meta):
@@ -111,6 +112,12 @@ class TrainConfig:
     synthetic_frac: float = flag(1.0, "with --synthetic_trials: synthetic trials per real trial in each batch")
     synthetic_images: str | None = flag(None, "with --synthetic_trials on NSD: a folder of pictures no subject saw "
                                               "(SimNSD renders fresh scenes)")
+    synthetic_features: str = flag("clip_low_level", "with --synthetic_trials: the encoding model's features. clip: "
+                                                     "the target CLIP's hidden tokens and final embedding; "
+                                                     "clip_low_level: also luminance, contrast energy and colour "
+                                                     "opponency on a 12 x 12 grid (SimNSD's early areas are "
+                                                     "simulated from features of this kind)",
+                                   choices=list(SYNTHETIC_FEATURES))
     init_scope: str = flag("trunk", "with --init_backbone: trunk = its BrainNetwork trunk only (lin0, mlp); "
                                     "trunk_projector = the trunk and the contrastive projector (it maps each token, "
                                     "so it fits a run with fewer tokens); model = its whole BrainNetwork and, when "

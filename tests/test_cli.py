@@ -43,7 +43,7 @@ TRAIN_FLAGS = """model_name data_path subj batch_size hidden clip_variant wandb_
     save_at_end seed max_lr n_samples_save use_projector vd_cache_dir bundle out device mixed_precision hidden_dim
     n_blocks proj_hidden prior_depth prior_heads prior_dim_head prior_mult prior_brain_pos align_mult ckpt_every_s
     log_every max_steps weight_decay drop_in drop_block voxel_noise train_reps init_backbone freeze_backbone
-    synthetic_trials synthetic_frac synthetic_images init_scope""".split()
+    synthetic_trials synthetic_frac synthetic_images synthetic_features init_scope""".split()
 LOWLEVEL_FLAGS = """model_name data_path subj batch_size num_epochs max_lr lr_scheduler_type ckpt_saving
     ckpt_interval save_at_end resume_from_ckpt seed use_cont cont_model use_reconst use_sobel_loss
     use_blurred_training ups_mode wandb_log wandb_project vae_path bundle out device mixed_precision hidden_dim

@@ -210,3 +210,18 @@ def test_align_mult_pulls_the_backbone_tokens_onto_the_targets(tiny_bundle, tmp_
             bb = r.v2c.eval()(r.val_betas)[0]
         dist[a] = float((bb - r.val_targets).pow(2).sum(-1).mean())
     assert dist[10.0] < 0.5 * dist[0.0]
+
+
+def test_a_finished_run_is_recognised_with_its_subject_resolved_and_not_with_other_settings(tiny_bundle, tmp_path):
+    """build-demo and the benches reuse a finished run only when it trained with the same settings; a subject
+    left to default (None) matches the subject it resolved to, any other difference does not."""
+    from mindeye.build_demo import finished_run
+    args = ["--model_name", "done", "--num_epochs", "1", "--no-hidden", "--no-prior", "--hidden_dim", "32",
+            "--n_blocks", "1", "--proj_hidden", "16", "--batch_size", "16"]
+    assert run(args, tiny_bundle, tmp_path) == 0
+    kw = dict(model_name="done", num_epochs=1, hidden=False, prior=False, hidden_dim=32, n_blocks=1, proj_hidden=16,
+              batch_size=16, prior_depth=1, prior_heads=2, prior_dim_head=8, log_every=1, use_image_aug=False,
+              out=str(tmp_path), bundle=str(tiny_bundle))
+    assert finished_run(tmp_path / "done", kw)  # subj None here, 1 in the run
+    assert not finished_run(tmp_path / "done", {**kw, "synthetic_frac": 3.0})
+    assert not finished_run(tmp_path / "done", {**kw, "num_epochs": 2})

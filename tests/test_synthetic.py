@@ -73,6 +73,8 @@ def test_low_level_features_read_luminance_contrast_and_colour_where_they_are():
     assert feats.shape == (3, 5 * 8 + 8 + 4 * g * g)
     w = group_weights(feats.shape[1])
     assert (w[:48] == 1).all() and (w[48:] == 4).all()
+    assert features_of(torch.randn(3, 5, 8), torch.randn(3, 8), None).shape == (3, 48)  # --synthetic_features clip
+    assert (group_weights(48, low_level=False) == 1).all()
 
 
 def test_drawn_trials_add_the_mean_noise_of_one_to_three_real_trials(rng):
@@ -93,6 +95,11 @@ def test_train_with_synthetic_trials_through_the_cli(tiny_bundle, tmp_path):
     assert info["encoding_alpha"] > 0 and -1 <= info["encoding_val_median_r"] <= 1
     config = json.loads((tmp_path / "s" / "config.json").read_text())
     assert config["synthetic_trials"] == 48
+    assert info["encoding_features"].startswith("v2: CLIP + low-level")  # the default
+    assert run(["--model_name", "c", "--num_epochs", "1", "--no-hidden", "--no-prior", "--synthetic_trials", "48",
+                "--synthetic_features", "clip"], tiny_bundle, tmp_path) == 0
+    assert torch.load(tmp_path / "c" / "last.pth", weights_only=False)["data"]["synthetic"]["encoding_features"] \
+        == "v2: CLIP only"
     epochs = [json.loads(x) for x in (tmp_path / "s" / "metrics.jsonl").read_text().splitlines() if "val_loss" in x]
     assert len(epochs) == 1 and "test_fwd_top1" in epochs[0]
 

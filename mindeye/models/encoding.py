@@ -42,24 +42,26 @@ def low_level_features(x: torch.Tensor, grid: int = LOW_LEVEL_GRID) -> torch.Ten
 
 
 @torch.no_grad()
-def encoding_features(embedder, x: torch.Tensor) -> torch.Tensor:
-    """``[B, F]`` features of model-input images ``x``: the CLIP group, then the low-level group."""
-    return features_of(embedder.hidden(x, normalize=True), embedder.final(x, normalize=True), x)
+def encoding_features(embedder, x: torch.Tensor, low_level: bool = True) -> torch.Tensor:
+    """``[B, F]`` features of model-input images ``x``: the CLIP group, then (``low_level``) the low-level group."""
+    return features_of(embedder.hidden(x, normalize=True), embedder.final(x, normalize=True), x if low_level else None)
 
 
-def features_of(hidden: torch.Tensor, final: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def features_of(hidden: torch.Tensor, final: torch.Tensor, x: torch.Tensor | None) -> torch.Tensor:
     """The hidden tokens (flattened, or CLS + mean of the others) and the final embedding, L2-normalised the way
-    MindEye's targets are (``norm_embs``), then the low-level features of the images ``x`` they came from."""
+    MindEye's targets are (``norm_embs``), then the low-level features of the images ``x`` they came from (none
+    when ``x`` is None)."""
     h = hidden.float()
     h = h.flatten(1) if h.shape[1] * h.shape[2] <= MAX_FLAT_FEATURES else torch.cat([h[:, 0], h[:, 1:].mean(1)], 1)
-    return torch.cat([h, final.float(), low_level_features(x.float())], 1)
+    return torch.cat([h, final.float(), *([low_level_features(x.float())] if x is not None else [])], 1)
 
 
-def group_weights(n_features: int) -> torch.Tensor:
-    """``[F]`` weights for ``features_of``'s output: ``GROUP_WEIGHTS`` by group (the last 4 x grid^2 are low-level)."""
-    n_low = 4 * LOW_LEVEL_GRID ** 2
+def group_weights(n_features: int, low_level: bool = True) -> torch.Tensor:
+    """``[F]`` weights for ``features_of``'s output: ``GROUP_WEIGHTS`` by group (with ``low_level``, the last
+    4 x grid^2 features are the low-level group)."""
     w = torch.full((n_features,), GROUP_WEIGHTS["clip"])
-    w[n_features - n_low:] = GROUP_WEIGHTS["low_level"]
+    if low_level:
+        w[n_features - 4 * LOW_LEVEL_GRID ** 2:] = GROUP_WEIGHTS["low_level"]
     return w
 
 

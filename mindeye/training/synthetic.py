@@ -33,6 +33,7 @@ from ..atomic import atomic_save
 from ..data.errors import DataError
 from ..models.encoding import (ENCODING_VERSION, GROUP_WEIGHTS, EncodingModel, encoding_features, features_of,
                                group_weights)
+from ..train_config import SYNTHETIC_FEATURES
 
 SYNTHETIC_ID_BASE = 300_000_000  # above the retrieval pool's 2 x 10^8 (see pipelines/pool.py for the id map)
 ALPHAS = (1e2, 3e2, 1e3, 3e3, 1e4, 3e4, 1e5, 3e5, 1e6)
@@ -139,14 +140,20 @@ def unseen_images(subject, n: int, first: int, count: int, folder: str | None, s
 
 def build_synthetic(subject, embedder, train_ids, train_betas, train_trials_of, val_betas, val_ids, *, n: int,
                     hidden: bool, norm_embs: bool, folder: str | None, seed: int, cache: Path | None, key: str,
-                    log=print) -> SyntheticTrials:
+                    features: str = "clip_low_level", log=print) -> SyntheticTrials:
     """The run's synthetic trials (cached by ``key`` and ``n``): fit the encoding model, predict ``n`` unseen
-    images' responses, keep them with their CLIP targets and the real trials' residual noise."""
+    images' responses, keep them with their CLIP targets and the real trials' residual noise. ``features``: the
+    encoding model's (``train_config.SYNTHETIC_FEATURES``)."""
     from tqdm import tqdm
 
     from ..data.stream import to_model_input
     src = f"folder {Path(folder).resolve()}" if folder else f"SimNSD scenes {SYNTHETIC_ID_BASE}+ (seed {seed})"
-    tag = hashlib.sha256(f"{key}|{n}|{hidden}|{norm_embs}|{src}|encoding v{ENCODING_VERSION}".encode()).hexdigest()[:16]
+    if features not in SYNTHETIC_FEATURES:
+        raise DataError(f"synthetic trials: features should be one of {', '.join(SYNTHETIC_FEATURES)}, found "
+                        f"{features!r}")
+    low = features == "clip_low_level"
+    tag = hashlib.sha256(f"{key}|{n}|{hidden}|{norm_embs}|{src}|encoding v{ENCODING_VERSION}"
+                         f"{'' if low else ' clip only'}".encode()).hexdigest()[:16]
     path = cache / f"synthetic_{tag}.pt" if cache is not None else None
     if path is not None and path.exists():
         try:
@@ -159,7 +166,7 @@ def build_synthetic(subject, embedder, train_ids, train_betas, train_trials_of, 
     t0 = time.time()
 
     def feats(images):
-        return torch.cat([encoding_features(embedder, to_model_input(images[i:i + CHUNK], images.shape[1]))
+        return torch.cat([encoding_features(embedder, to_model_input(images[i:i + CHUNK], images.shape[1]), low)
                           for i in range(0, len(images), CHUNK)])
 
     index = np.concatenate([np.full(len(t), k) for k, t in enumerate(train_trials_of)])
@@ -169,7 +176,7 @@ def build_synthetic(subject, embedder, train_ids, train_betas, train_trials_of, 
     log(f"synthetic trials: fitting the encoding model on {len(train_ids)} train images (alpha on val)")
     x_train = feats(subject.images(train_ids))
     enc = fit_encoding(x_train, mean, feats(subject.images(val_ids)), torch.as_tensor(np.asarray(val_betas)).float(),
-                       weights=group_weights(x_train.shape[1]))
+                       weights=group_weights(x_train.shape[1], low))
     log(f"synthetic trials: encoding model alpha {enc.alpha:g}, val median voxel r {enc.val_r:.3f}")
     pred, targ = [], []
     with torch.no_grad():
@@ -178,14 +185,15 @@ def build_synthetic(subject, embedder, train_ids, train_betas, train_trials_of, 
             for i in range(0, len(images), CHUNK):
                 x = to_model_input(images[i:i + CHUNK], images.shape[1])
                 h, f = embedder.hidden(x, normalize=True), embedder.final(x, normalize=True)
-                pred.append(enc.predict(features_of(h, f, x)).half())
+                pred.append(enc.predict(features_of(h, f, x if low else None)).half())
                 if norm_embs:
                     t = h if hidden else f[:, None]
                 else:
                     t = embedder.hidden(x, normalize=False) if hidden else embedder.final(x, normalize=False)[:, None]
                 targ.append(t.float().half())
     info = {"n": int(n), "source": src, "encoding_features": f"v{ENCODING_VERSION}: CLIP + low-level, weights "
-            f"{GROUP_WEIGHTS}", "encoding_alpha": enc.alpha, "encoding_val_median_r": enc.val_r,
+            f"{GROUP_WEIGHTS}" if low else f"v{ENCODING_VERSION}: CLIP only", "encoding_alpha": enc.alpha,
+            "encoding_val_median_r": enc.val_r,
             "build_seconds": round(time.time() - t0, 1)}  # kept with the cache: the set's cost where it was made
     syn = SyntheticTrials(torch.cat(pred), torch.cat(targ), torch.from_numpy(residual_noise(betas, index)), info)
     if path is not None:
