@@ -94,7 +94,7 @@ def main():
             r["detail"] = ", ".join(x for x in ((old.get("detail") or "").replace(note, "").strip(" ,"), note) if x)
     known = [r["seconds"] for r in rows if r["seconds"] is not None]
     res = {"bench": "build_times", "bundle": "assets/demo", "stages": rows, "total_recorded_seconds": round(sum(known), 1),
-           "note": "times recorded by the trainers when the shipped bundle was built (CPU, fp32); read, not re-run",
+           "note": "times recorded by the trainers when the shipped bundle was built (CPU; fp32, or bf16 where the CPU has native bf16); read, not re-run",
            "machine": machine_info()}
     for r in rows:
         print(f"{r['stage']:45s} {_minutes(r['seconds']):>14s}  {r['detail']}")

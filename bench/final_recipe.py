@@ -56,6 +56,7 @@ def main():
     if quick():
         print("final_recipe: skipped in a QUICK run (it trains every variant, ~25 min on 2 cores)")
         return
+    from mindeye.checkpoints import load_checkpoint
     from mindeye.train import TrainConfig, train
     bundle = Bundle.load(DEMO_BUNDLE)
     runs = Path(args.runs)
@@ -69,8 +70,10 @@ def main():
         reused = finished_run(runs / name, kw)
         if not reused:
             train(TrainConfig(**kw), log=lambda *a: None)
+        synthetic = load_checkpoint(runs / name / "last.pth")["data"].get("synthetic", {})
         rows.append({"variant": name, "what": what, "changes": changes, "reused_finished_run": reused,
-                     "val": best_val(runs / name), "wall_seconds": round(time.time() - t0, 1)})
+                     "val": best_val(runs / name), "wall_seconds": round(time.time() - t0, 1),
+                     "encoding_val_median_r": synthetic.get("encoding_val_median_r")})
         print(json.dumps(rows[-1]), flush=True)
     from bench.machine import result_path
     path = result_path("final_recipe")

@@ -143,12 +143,13 @@ def render_prior_sampling(res: dict) -> str:
 
 
 def render_final_recipe(res: dict) -> str:
-    lines = ["| variant | val top-1, image / brain | val-best epoch | s / epoch |", "|---|---|---|---|"]
+    lines = ["| variant | val top-1, image / brain | val-best epoch | encoding model: median val voxel r | s / epoch |",
+             "|---|---|---|---|---|"]
     for r in res["rows"]:
         v = r["val"]
         bold = "**" if r["variant"] == "shipped" else ""
         lines.append(f"| {r['what']} | {bold}{100 * v['image']:.1f} / {100 * v['brain']:.1f}{bold} | {v['epoch']} "
-                     f"| {_f(v.get('seconds_per_epoch'))} |")
+                     f"| {_f(r.get('encoding_val_median_r'), '.3f')} | {_f(v.get('seconds_per_epoch'))} |")
     m = res["machine"]
     lines += ["", f"SimNSD subject {res['subject']}, {res['protocol']}. Measured on {m['cores']} cores ({m['cpu']}, "
                   f"{m['torch_threads']} torch threads), commit {m['commit']}, by `bench/final_recipe.py`."]
@@ -245,7 +246,7 @@ def render_build_times(res: dict) -> str:
         t = "not recorded" if r["seconds"] is None else f"{r['seconds'] / 60:.0f} min"
         parts.append(f"{r['stage']} {t}" + (f" ({r['detail']})" if r["detail"] and r["seconds"] is not None else ""))
     return ("Build time of the shipped bundle, stage by stage, as its trainers recorded it when it was built (wall "
-            "clock on the 2-core build machine, fp32; some stages ran side by side): " + "; ".join(parts)
+            "clock on the 2-core machines that built them, in fp32, or in bf16 where the CPU has it (`--mixed_precision auto`); some stages ran side by side): " + "; ".join(parts)
             + f". Recorded stages total {res['total_recorded_seconds'] / 3600:.1f} h. Read by `bench/build_times.py` from "
             f"the bundle's metadata.")
 
