@@ -44,7 +44,8 @@ def render_mindeye_table(res: dict) -> str:
         shape = "x".join(str(x) for x in r["target_shape"])
         lines.append(f"| {r['subj']} | {r['target']} ({shape}) | {_pair(r['oracle'])} | {100 * r['oracle_single_trial']['image']:.1f} "
                      f"| {_pair(r['linear_ceiling'])} | {_pair(rd)} | **{_pair(me)}** | {gap} "
-                     f"| {sp.get('seconds_per_epoch', float('nan')):.1f} | {sp.get('samples_per_s', float('nan')):.0f} |")
+                     f"| {sp.get('seconds_per_epoch', float('nan')):.1f}{'*' if sp.get('note') else ''} "
+                     f"| {sp.get('samples_per_s', float('nan')):.0f} |")
     by_machine = {}  # rows measured by one machine and commit (a partial rerun keeps the others' rows)
     for r in res["rows"]:
         m = r.get("machine", res["machine"])
@@ -60,7 +61,10 @@ def render_mindeye_table(res: dict) -> str:
            + (f", init {r['init_scope'].replace('_', ' + ')} from the hidden network" if r.get("init_scope") else "")
            for r in res["rows"]]
     lines += ["", f"300-way top-1 %, image / brain retrieval, mean [central 95% of the 30 draws]. "
-                  f"Measured on {measured}, by `bench/mindeye_table.py`. MindEye: " + "; ".join(src) + "."]
+                  f"Measured on {measured}, by `bench/mindeye_table.py`"
+                  + ("; * speed read on the machine that trained the shipped run" if any(
+                      r.get("speed", {}).get("note") for r in res["rows"]) else "")
+                  + ". MindEye: " + "; ".join(src) + "."]
     return "\n".join(lines)
 
 
