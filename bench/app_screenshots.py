@@ -80,7 +80,8 @@ def main():
                 path = Path(args.out) / f"app_{tab.lower().replace(' ', '_')}_{args.width}.png"
                 page.screenshot(path=str(path), full_page=True)
                 print(f"wrote {path}")
-                if button == "Start":
+                # a fast machine may have finished the run already: Cancel would then (rightly) say so in a toast
+                if button == "Start" and not page.locator("td").filter(has_text="finished").count():
                     page.get_by_role("button", name="Cancel", exact=True).click()
                     page.wait_for_timeout(2000)
             browser.close()
