@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench.machine import machine_info, quick, save_result  # noqa: E402
+from bench.machine import machine_info, quick, result_path, save_result  # noqa: E402
 from mindeye.build_demo import DEMO_MINDEYE, finished_run  # noqa: E402
 from mindeye.bundle import DEMO_BUNDLE, PROJECT_ROOT, Bundle  # noqa: E402
 
@@ -75,7 +75,6 @@ def main():
                      "val": best_val(runs / name), "wall_seconds": round(time.time() - t0, 1),
                      "encoding_val_median_r": synthetic.get("encoding_val_median_r")})
         print(json.dumps(rows[-1]), flush=True)
-    from bench.machine import result_path
     path = result_path("final_recipe")
     if path.exists():  # a partial run (--only) updates its variants and keeps the others' rows
         done = {r["variant"] for r in rows}

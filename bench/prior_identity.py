@@ -33,6 +33,7 @@ from bench.machine import machine_info, save_result  # noqa: E402
 from mindeye.bundle import PROJECT_ROOT  # noqa: E402
 from mindeye.checkpoints import load_model  # noqa: E402
 from mindeye.engine import Model, get_engine  # noqa: E402
+from mindeye.metrics import top1_identification  # noqa: E402
 from mindeye.models.embedders import normalize_hidden  # noqa: E402
 
 MEANS_OF = (2, 4, 8)
@@ -40,9 +41,9 @@ MEANS_OF = (2, 4, 8)
 
 def scores(tokens: torch.Tensor, true: torch.Tensor) -> dict:
     """Mean cosine of ``tokens`` to ``true`` (both [N, T, D]) and N-way top-1 identification of the true tokens."""
-    a, b = F.normalize(tokens.float().flatten(1), dim=-1), F.normalize(true.float().flatten(1), dim=-1)
-    top1 = ((a @ b.T).argmax(1) == torch.arange(len(a))).float().mean().item()
-    return {"token_cosine": round((a * b).sum(1).mean().item(), 4), "top1": round(top1, 4)}
+    a, b = tokens.float().flatten(1), true.float().flatten(1)
+    return {"token_cosine": round(F.cosine_similarity(a, b).mean().item(), 4),
+            "top1": round(top1_identification(a, b), 4)}
 
 
 @torch.no_grad()
@@ -89,8 +90,7 @@ def main():
         p.error(f"--label: one per --candidate ({len(args.candidate)}), found {len(args.label)}")
     models = {f"shipped ({e.model_path(Model.HIDDEN).relative_to(PROJECT_ROOT)})": shipped}
     for i, stem in enumerate(args.candidate):
-        models[args.label[i] if args.label else stem] = load_model(Path(stem), expect={"subject": e.bundle.subject, "n_voxels": e.data.n_voxels,
-                                                      "fingerprint": e.data.fingerprint()})[0]
+        models[args.label[i] if args.label else stem] = load_model(Path(stem), expect=e.model_expect())[0]
     rows = []
     for name, model in models.items():
         rows.append({"model": name, **diagnose(model, val_b, val_t, train_b, train_t, steps, guidance)})

@@ -372,6 +372,10 @@ class Engine:
         log(f"models loaded in {time.time() - t:.1f} s")
 
     # ----------------------------------------------------------------------------------------- models
+    def model_expect(self) -> dict:
+        """What a brain model must have been trained on to decode this dataset (``load_model``'s ``expect``)."""
+        return {"subject": self.bundle.subject, "n_voxels": self.data.n_voxels, "fingerprint": self.data.fingerprint()}
+
     def model_path(self, key: Model) -> Path:
         rel = self.bundle.models.get(Model(key).value)
         if not rel:
@@ -402,8 +406,7 @@ class Engine:
             from .models.decoder import UnclipDecoder
             return UnclipDecoder.from_pretrained(path, device=dev, dtype=dtype)
         from .checkpoints import load_model
-        model, meta = load_model(path, expect={"subject": self.bundle.subject, "n_voxels": self.data.n_voxels,
-                                               "fingerprint": self.data.fingerprint()}, device=dev)
+        model, meta = load_model(path, expect=self.model_expect(), device=dev)
         model.meta = meta
         return model
 
@@ -480,8 +483,7 @@ class Engine:
             raise DataError(f"{path}: no best.pth yet (a run writes it after its first epoch)")
         dev = "cuda" if torch.cuda.is_available() else "cpu"
         try:
-            model, meta = load_any(path, expect={"subject": self.bundle.subject, "n_voxels": self.data.n_voxels,
-                                                 "fingerprint": self.data.fingerprint()}, device=dev)
+            model, meta = load_any(path, expect=self.model_expect(), device=dev)
         except DataError as e:
             raise DataError(f"run {name!r} cannot be used here: the app shows {self.data.manifest.get('dataset', '?')} "
                             f"subject {self.bundle.subject}, and {e}") from None
