@@ -46,7 +46,8 @@ def build_app(engine, switch=None):
 
     from mindeye.bundle import Bundle, find_bundles
 
-    from components import evaluate, reconstruct, retrieve, train, trials, umap, your_image
+    from components import atomic_image_cache, evaluate, reconstruct, retrieve, train, trials, umap, your_image
+    atomic_image_cache()
     models = set(engine.bundle.models)
     can_reconstruct = {"mindeye_hidden", "decoder", "clip"} <= models
     with gr.Blocks(title="MindEye Explorer") as demo:

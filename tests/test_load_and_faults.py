@@ -4,6 +4,7 @@ goes on; a training child killed with SIGKILL leaves a loadable checkpoint and s
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import signal
 import time
 
@@ -169,3 +170,20 @@ def test_corrupt_model_weights_get_a_clear_error_in_the_app_and_the_cli(tiny_sta
     assert rc not in (0, None)
     err = capsys.readouterr().err
     assert "unreadable weights" in err and "Traceback" not in err
+
+
+def test_an_output_image_is_written_once_and_atomically(tmp_path):
+    """Two requests returning the same picture must not rewrite the cached file under a third that streams it:
+    the second save leaves the first file (same inode, same bytes) in place."""
+    import numpy as np
+    from gradio import processing_utils as pu
+
+    from components import atomic_image_cache
+    atomic_image_cache()
+    arr = (np.arange(64 * 64 * 3) % 251).astype(np.uint8).reshape(64, 64, 3)
+    first = pu.save_img_array_to_cache(arr, str(tmp_path))
+    with open(first, "rb") as reader:  # a response streaming the file
+        inode, data = os.stat(first).st_ino, Path(first).read_bytes()
+        second = pu.save_img_array_to_cache(arr, str(tmp_path))
+        assert second == first and os.stat(first).st_ino == inode and reader.read() == data and len(data) > 0
+    assert not [p for p in Path(first).parent.iterdir() if p.name.startswith(".")]  # no temp file left behind
