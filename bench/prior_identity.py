@@ -4,11 +4,16 @@ diffusion prior, on the VAL split (never test).
 For the first N val images (repetition-averaged betas) it scores, by cosine to the true SceneCLIP hidden tokens
 and by N-way identification of the true tokens (top-1):
 - the BrainNetwork's projected tokens (the contrastive space retrieval uses);
+- its backbone tokens (what the prior is conditioned on; near the true tokens only when trained to be, with
+  ``--align_mult``);
 - one prior sample, at the model's chosen sampling settings (steps, guidance);
 - the mean of 2, 4 and 8 prior samples (is the prior noisy around a good mean, or biased?);
+- of 16 prior samples, the one nearest the projected tokens (can retrieval's space pick a better sample?) and the
+  one nearest the true tokens (an oracle that reads the answer: how close does the prior come at all?);
 - one prior sample for N *train* images (does the prior read the network's outputs for images it was trained on
   better than for new ones?).
-``--candidate STEM`` scores another exported hidden model the same way (e.g. a prior trained another way).
+``--candidate PATH`` scores another hidden model the same way (an exported stem or a run folder, e.g. a prior
+trained another way; a BrainNetwork without a prior gets its two network rows only).
 
     .venv/bin/python bench/prior_identity.py [--n 100] [--candidate runs/x/export --label "what it is"]
 
@@ -31,12 +36,13 @@ import torch.nn.functional as F  # noqa: E402
 
 from bench.machine import machine_info, save_result  # noqa: E402
 from mindeye.bundle import PROJECT_ROOT  # noqa: E402
-from mindeye.checkpoints import load_model  # noqa: E402
+from mindeye.checkpoints import load_any  # noqa: E402
 from mindeye.engine import Model, get_engine  # noqa: E402
 from mindeye.metrics import top1_identification  # noqa: E402
 from mindeye.models.embedders import normalize_hidden  # noqa: E402
 
 MEANS_OF = (2, 4, 8)
+PICK_OF = 16  # samples per image for the two picks: by the projected tokens, and by the truth (an oracle)
 
 
 def scores(tokens: torch.Tensor, true: torch.Tensor) -> dict:
@@ -56,10 +62,22 @@ def diagnose(model, betas: torch.Tensor, true: torch.Tensor, train_betas: torch.
         return normalize_hidden(model.sample(model.voxel2clip(b)[0], steps=steps, guidance_scale=guidance,
                                              generator=g).float())
     t0 = time.time()
-    samples = [sample(betas, seed) for seed in range(max(MEANS_OF))]
-    out = {"projected": scores(model.voxel2clip(betas)[1], true),
-           "one_sample": scores(samples[0], true),
-           **{f"mean_of_{k}": scores(torch.stack(samples[:k]).mean(0), true) for k in MEANS_OF},
+    network = getattr(model, "voxel2clip", model)
+    backbone, projected = network(betas)
+    out = {"projected": scores(projected, true), "backbone": scores(backbone, true)}
+    if network is model:  # a BrainNetwork alone: no prior to sample
+        return {**out, "seconds": round(time.time() - t0, 1)}
+    samples = torch.stack([sample(betas, seed) for seed in range(PICK_OF)], 1)  # [N, K, T, D]
+    rows = torch.arange(len(betas))
+
+    def pick(reference):  # each image's sample nearest ``reference`` [N, T, D] (flattened cosine)
+        return samples[rows, F.cosine_similarity(samples.flatten(2), reference.float().flatten(1)[:, None], -1).argmax(1)]
+    out = {**out, "one_sample": scores(samples[:, 0], true),
+           **{f"mean_of_{k}": scores(samples[:, :k].mean(1), true) for k in MEANS_OF},
+           # the retrieval space picks among the prior's samples: how much of its identity can it hand over?
+           "pick_by_projected": scores(pick(projected), true),
+           # and the best the prior offers at all: the sample nearest the true tokens (uses the truth: not a method)
+           "pick_by_truth": scores(pick(true), true),
            "one_sample_train_images": scores(sample(train_betas, 0), train_true)}
     out["seconds"] = round(time.time() - t0, 1)
     return out
@@ -69,7 +87,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=100, help="val images (the first N of the val split), and as many "
                                                       "train images")
-    p.add_argument("--candidate", action="append", default=[], help="another exported hidden model (stem)")
+    p.add_argument("--candidate", action="append", default=[], help="another hidden model (exported stem or run "
+                                                                      "folder)")
     p.add_argument("--label", action="append", default=[], help="what each --candidate is, in words, in order")
     args = p.parse_args()
     e = get_engine()
@@ -90,7 +109,7 @@ def main():
         p.error(f"--label: one per --candidate ({len(args.candidate)}), found {len(args.label)}")
     models = {f"shipped ({e.model_path(Model.HIDDEN).relative_to(PROJECT_ROOT)})": shipped}
     for i, stem in enumerate(args.candidate):
-        models[args.label[i] if args.label else stem] = load_model(Path(stem), expect=e.model_expect())[0]
+        models[args.label[i] if args.label else stem] = load_any(Path(stem), expect=e.model_expect())[0]
     rows = []
     for name, model in models.items():
         rows.append({"model": name, **diagnose(model, val_b, val_t, train_b, train_t, steps, guidance)})

@@ -162,15 +162,19 @@ def render_final_recipe(res: dict) -> str:
 
 def render_prior_identity(res: dict) -> str:
     n = res["n"]
-    labels = {"projected": "BrainNetwork, projected tokens (retrieval's space)", "one_sample": "prior, one sample",
-              **{k: f"prior, mean of {k.rsplit('_', 1)[1]} samples" for k in res["rows"][0] if k.startswith("mean_of_")},
+    labels = {"projected": "BrainNetwork, projected tokens (retrieval's space)",
+              "backbone": "BrainNetwork, backbone tokens (what the prior reads)", "one_sample": "prior, one sample",
+              **{f"mean_of_{k}": f"prior, mean of {k} samples" for k in (2, 4, 8)},
+              "pick_by_projected": "prior, of 16 samples the one nearest the projected tokens",
+              "pick_by_truth": "prior, of 16 samples the one nearest the true tokens (oracle)",
               "one_sample_train_images": f"prior, one sample, {n} **train** images"}
+    labels = {k: v for k, v in labels.items() if any(k in r for r in res["rows"])}
     models = [r["model"] for r in res["rows"]]
     lines = ["| tokens | " + " | ".join(f"{m}: cosine / {n}-way top-1" for m in models) + " |",
              "|---|" + "---|" * len(models)]
     for key, label in labels.items():
         lines.append(f"| {label} | " + " | ".join(f"{r[key]['token_cosine']:.3f} / {100 * r[key]['top1']:.0f}%"
-                                                   for r in res["rows"]) + " |")
+                                                   if key in r else "-" for r in res["rows"]) + " |")
     m = res["machine"]
     lines += ["", f"The first {n} val images (and {n} train images where it says so), {res['steps']} DDPM steps, "
                   f"guidance {res['guidance_scale']:g}; chance {100 / n:.0f}%. Measured on {m['cores']} cores "
