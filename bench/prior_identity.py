@@ -57,17 +57,16 @@ def diagnose(model, betas: torch.Tensor, true: torch.Tensor, train_betas: torch.
              steps: int, guidance: float) -> dict:
     model.eval()
 
-    def sample(b, seed):
+    def sample(brain_tokens, seed):
         g = torch.Generator().manual_seed(seed)
-        return normalize_hidden(model.sample(model.voxel2clip(b)[0], steps=steps, guidance_scale=guidance,
-                                             generator=g).float())
+        return normalize_hidden(model.sample(brain_tokens, steps=steps, guidance_scale=guidance, generator=g).float())
     t0 = time.time()
     network = getattr(model, "voxel2clip", model)
-    backbone, projected = network(betas)
+    backbone, projected = network(betas)  # once: every sample below reads the same brain tokens
     out = {"projected": scores(projected, true), "backbone": scores(backbone, true)}
     if network is model:  # a BrainNetwork alone: no prior to sample
         return {**out, "seconds": round(time.time() - t0, 1)}
-    samples = torch.stack([sample(betas, seed) for seed in range(PICK_OF)], 1)  # [N, K, T, D]
+    samples = torch.stack([sample(backbone, seed) for seed in range(PICK_OF)], 1)  # [N, K, T, D]
     rows = torch.arange(len(betas))
 
     def pick(reference):  # each image's sample nearest ``reference`` [N, T, D] (flattened cosine)
@@ -78,7 +77,7 @@ def diagnose(model, betas: torch.Tensor, true: torch.Tensor, train_betas: torch.
            "pick_by_projected": scores(pick(projected), true),
            # and the best the prior offers at all: the sample nearest the true tokens (uses the truth: not a method)
            "pick_by_truth": scores(pick(true), true),
-           "one_sample_train_images": scores(sample(train_betas, 0), train_true)}
+           "one_sample_train_images": scores(sample(network(train_betas)[0], 0), train_true)}
     out["seconds"] = round(time.time() - t0, 1)
     return out
 
@@ -115,7 +114,7 @@ def main():
         rows.append({"model": name, **diagnose(model, val_b, val_t, train_b, train_t, steps, guidance)})
         print(json.dumps(rows[-1]), flush=True)
     save_result("prior_identity", {"bench": "prior_identity", "n": args.n, "steps": steps,
-                                   "guidance_scale": guidance, "rows": rows, "machine": machine_info()})
+                                   "guidance_scale": guidance, "pick_of": PICK_OF, "rows": rows, "machine": machine_info()})
 
 
 if __name__ == "__main__":

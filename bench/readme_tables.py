@@ -164,9 +164,10 @@ def render_prior_identity(res: dict) -> str:
     n = res["n"]
     labels = {"projected": "BrainNetwork, projected tokens (retrieval's space)",
               "backbone": "BrainNetwork, backbone tokens (what the prior reads)", "one_sample": "prior, one sample",
-              **{f"mean_of_{k}": f"prior, mean of {k} samples" for k in (2, 4, 8)},
-              "pick_by_projected": "prior, of 16 samples the one nearest the projected tokens",
-              "pick_by_truth": "prior, of 16 samples the one nearest the true tokens (oracle)",
+              **{k: f"prior, mean of {k.rsplit('_', 1)[1]} samples" for r in res["rows"] for k in r
+                 if k.startswith("mean_of_")},
+              "pick_by_projected": f"prior, of {res.get('pick_of')} samples the one nearest the projected tokens",
+              "pick_by_truth": f"prior, of {res.get('pick_of')} samples the one nearest the true tokens (oracle)",
               "one_sample_train_images": f"prior, one sample, {n} **train** images"}
     labels = {k: v for k, v in labels.items() if any(k in r for r in res["rows"])}
     models = [r["model"] for r in res["rows"]]
