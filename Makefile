@@ -45,6 +45,7 @@ bench: venv
 	$(PY) bench/mindeye_table.py
 	$(PY) bench/final_recipe.py
 	$(PY) bench/demo_preset.py
+	$(PY) bench/recon_strength.py
 	$(PY) bench/recon_table.py
 	$(PY) bench/prior_identity.py
 	$(PY) bench/gpu_real_size.py

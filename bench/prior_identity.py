@@ -7,12 +7,15 @@ and by N-way identification of the true tokens (top-1):
 - its backbone tokens (what the prior is conditioned on; near the true tokens only when trained to be, with
   ``--align_mult``);
 - one prior sample, at the model's chosen sampling settings (steps, guidance);
+- the prior's first-step estimate of the clean tokens from pure noise (at the chosen guidance): the mean of its
+  posterior, the one deterministic answer a diffusion prior gives (``prior_mean``);
 - the mean of 2, 4 and 8 prior samples (is the prior noisy around a good mean, or biased?);
 - of 16 prior samples, the one nearest the projected tokens (can retrieval's space pick a better sample?) and the
   one nearest the true tokens (an oracle that reads the answer: how close does the prior come at all?);
 - one prior sample for N *train* images (does the prior read the network's outputs for images it was trained on
   better than for new ones?).
-``--candidate PATH`` scores another hidden model the same way (an exported stem or a run folder, e.g. a prior
+The ridge baseline's tokens (the engine's, fitted on the train split) are scored on the same images, as the
+baseline every row should beat. ``--candidate PATH`` scores another hidden model the same way (an exported stem or a run folder, e.g. a prior
 trained another way; a BrainNetwork without a prior gets its two network rows only).
 
     .venv/bin/python bench/prior_identity.py [--n 100] [--candidate runs/x/export --label "what it is"]
@@ -71,7 +74,9 @@ def diagnose(model, betas: torch.Tensor, true: torch.Tensor, train_betas: torch.
 
     def pick(reference):  # each image's sample nearest ``reference`` [N, T, D] (flattened cosine)
         return samples[rows, F.cosine_similarity(samples.flatten(2), reference.float().flatten(1)[:, None], -1).argmax(1)]
+    prior_mean = model.posterior_mean(backbone, guidance, generator=torch.Generator().manual_seed(PICK_OF))
     out = {**out, "one_sample": scores(samples[:, 0], true),
+           "prior_mean": scores(normalize_hidden(prior_mean.float()), true),
            **{f"mean_of_{k}": scores(samples[:, :k].mean(1), true) for k in MEANS_OF},
            # the retrieval space picks among the prior's samples: how much of its identity can it hand over?
            "pick_by_projected": scores(pick(projected), true),
@@ -109,7 +114,9 @@ def main():
     models = {f"shipped ({e.model_path(Model.HIDDEN).relative_to(PROJECT_ROOT)})": shipped}
     for i, stem in enumerate(args.candidate):
         models[args.label[i] if args.label else stem] = load_any(Path(stem), expect=e.model_expect())[0]
-    rows = []
+    rows = [{"model": "ridge baseline (voxels -> hidden tokens)",
+             "ridge": scores(normalize_hidden(e.ridge().predict(val_b).float()), val_t)}]
+    print(json.dumps(rows[-1]), flush=True)
     for name, model in models.items():
         rows.append({"model": name, **diagnose(model, val_b, val_t, train_b, train_t, steps, guidance)})
         print(json.dumps(rows[-1]), flush=True)

@@ -113,10 +113,34 @@ def render_recon_table(res: dict) -> str:
     lat = res.get("latency_one_trial_s", {})
     lat_s = ", ".join(f"N = {k}: {v:.1f} s" for k, v in lat.items())
     m = res["machine"]
+    strength = (f" Strength {res['strength']:g}: {res['strength_from']}." if "strength_from" in res else "")
     lines += ["", f"{res['trials']} of SimNSD subject 1, {res['samples_per_trial']} samples per trial (second-order "
-                  f"pick), {res['steps']} UniPC steps, guidance {res['guidance']}. One trial's reconstruction at the "
+                  f"pick), {res['steps']} UniPC steps, guidance {res['guidance']}.{strength} One trial's reconstruction at the "
                   f"table's strength: {lat_s}. Engine peak RSS {res['peak_rss_mb']} MB. Measured on {m['cores']} cores "
                   f"({m['cpu']}) by `bench/recon_table.py`."]
+    return "\n".join(lines)
+
+
+def render_recon_strength(res: dict) -> str:
+    short = {"judge shape_largest": "shape", "judge colour_largest": "colour", "judge count": "count",
+             "judge position_largest_within_0.1": "position", "bundle CLIP 2-way": "CLIP 2-way",
+             "PixCorr (96 px)": "PixCorr"}
+    crit = [k for k in res["criterion"]]
+    lines = ["| source | strength | " + " | ".join(short.get(k, k) for k in crit) + " | background | mean of the "
+             f"{len(crit)} (the rule) |", "|---|---|" + "---|" * (len(crit) + 2)]
+    for r in res["rows"]:
+        chosen = r["strength"] is not None and r["strength"] == res["chosen_strength"] and r["source"] != "low-level model alone"
+        strength = "-" if r["strength"] is None else f"{r['strength']:g}" + (" (chosen)" if chosen else "")
+        cells = [f"{r['scores'][k]:.3f}" if "PixCorr" in k or "2-way" in k else f"{100 * r['scores'][k]:.0f}%"
+                 for k in crit]
+        mean = f"**{r['criterion']:.3f}**" if chosen else f"{r['criterion']:.3f}"
+        lines.append(f"| {r['source']} | {strength} | " + " | ".join(cells)
+                     + f" | {100 * r['scores']['judge background']:.0f}% | {mean} |")
+    m = res["machine"]
+    lines += ["", f"The first {res['n']} val images of SimNSD subject 1 (never test), {res['samples_per_image']} samples "
+                  f"per image (second-order pick), {res['steps']} UniPC steps, guidance {res['guidance']:g}. Judge "
+                  f"rates are of the largest object (position within 0.1). Measured on {m['cores']} cores ({m['cpu']}) "
+                  f"by `bench/recon_strength.py`."]
     return "\n".join(lines)
 
 
@@ -164,21 +188,27 @@ def render_prior_identity(res: dict) -> str:
     n = res["n"]
     labels = {"projected": "BrainNetwork, projected tokens (retrieval's space)",
               "backbone": "BrainNetwork, backbone tokens (what the prior reads)", "one_sample": "prior, one sample",
+              "prior_mean": "prior, its first-step estimate from pure noise (the posterior mean)",
               **{k: f"prior, mean of {k.rsplit('_', 1)[1]} samples" for r in res["rows"] for k in r
                  if k.startswith("mean_of_")},
               "pick_by_projected": f"prior, of {res.get('pick_of')} samples the one nearest the projected tokens",
               "pick_by_truth": f"prior, of {res.get('pick_of')} samples the one nearest the true tokens (oracle)",
               "one_sample_train_images": f"prior, one sample, {n} **train** images"}
-    labels = {k: v for k, v in labels.items() if any(k in r for r in res["rows"])}
-    models = [r["model"] for r in res["rows"]]
+    baseline = next((r["ridge"] for r in res["rows"] if "ridge" in r), None)  # one row, the same for every model
+    rows = [r for r in res["rows"] if "ridge" not in r]
+    labels = {k: v for k, v in labels.items() if any(k in r for r in rows)}
+    models = [r["model"] for r in rows]
     lines = ["| tokens | " + " | ".join(f"{m}: cosine / {n}-way top-1" for m in models) + " |",
              "|---|" + "---|" * len(models)]
     for key, label in labels.items():
         lines.append(f"| {label} | " + " | ".join(f"{r[key]['token_cosine']:.3f} / {100 * r[key]['top1']:.0f}%"
-                                                   if key in r else "-" for r in res["rows"]) + " |")
+                                                   if key in r else "-" for r in rows) + " |")
     m = res["machine"]
+    ridge = (f" The ridge baseline's linear prediction of the same tokens: cosine {baseline['token_cosine']:.3f}, "
+             f"top-1 {100 * baseline['top1']:.0f}%." if baseline else "")
     lines += ["", f"The first {n} val images (and {n} train images where it says so), {res['steps']} DDPM steps, "
-                  f"guidance {res['guidance_scale']:g}; chance {100 / n:.0f}%. Measured on {m['cores']} cores "
+                  f"guidance {res['guidance_scale']:g} (the shipped model's sampling) for every model; chance "
+                  f"{100 / n:.0f}%.{ridge} Measured on {m['cores']} cores "
                   f"({m['cpu']}) by `bench/prior_identity.py`."]
     return "\n".join(lines)
 
@@ -261,7 +291,8 @@ def render_build_times(res: dict) -> str:
 
 
 RENDERERS = {"load_test": render_load_test, "app_figures": render_app_figures, "prior_sampling": render_prior_sampling, "prior_identity": render_prior_identity, "final_recipe": render_final_recipe, "retrieval_latency": render_retrieval_latency, "mindeye_table": render_mindeye_table, "simnsd_oracle": render_simnsd_oracle,
-             "demo_preset": render_demo_preset, "recon_table": render_recon_table, "build_times": render_build_times,
+             "demo_preset": render_demo_preset, "recon_table": render_recon_table,
+             "recon_strength": render_recon_strength, "build_times": render_build_times,
              "vision_stack": render_vision_stack}
 
 
@@ -277,7 +308,7 @@ def generated_readme(text: str) -> str:
 
 
 # the order the benches run in (make bench)
-ORDER = ("simnsd_oracle", "mindeye_table", "final_recipe", "demo_preset", "recon_table", "gpu_real_size", "retrieval_latency",
+ORDER = ("simnsd_oracle", "mindeye_table", "final_recipe", "demo_preset", "recon_strength", "recon_table", "gpu_real_size", "retrieval_latency",
          "app_figures", "load_test", "prior_sampling", "prior_identity", "build_times", "vision_stack")
 
 
@@ -340,7 +371,12 @@ def headlines(name: str, res: dict) -> list[str]:
     if name == "prior_identity":
         return [f"{r['model']}: projected top-1 {_f(r['projected']['top1'], '.0f', 100)}%, one prior sample "
                 f"{_f(r['one_sample']['top1'], '.0f', 100)}% (cosine {_f(r['one_sample']['token_cosine'], '.3f')}), "
-                f"on train images {_f(r['one_sample_train_images']['top1'], '.0f', 100)}%" for r in res["rows"]]
+                f"on train images {_f(r['one_sample_train_images']['top1'], '.0f', 100)}%" for r in res["rows"]
+                if "one_sample" in r] + [f"ridge baseline: top-1 {_f(r['ridge']['top1'], '.0f', 100)}% (cosine "
+                                         f"{_f(r['ridge']['token_cosine'], '.3f')})" for r in res["rows"] if "ridge" in r]
+    if name == "recon_strength":
+        return [f"strength {r['strength']:g}: mean of the rule's scores {r['criterion']:.3f}" for r in res["rows"]
+                if r["strength"] is not None] + [f"chosen on val: {res['chosen_strength']:g}"]
     if name == "prior_sampling":
         ch = res["chosen"]
         return [f"chosen: {ch['steps']} DDPM steps, guidance {ch['guidance_scale']:g}"]

@@ -1,8 +1,10 @@
 """Brain -> image on SimNSD subject 1 with the shipped bundle: MindEye beside ridge (same decoder, same path)
 and beside the true tokens (the decoder's ceiling), on a fixed subset of test trials; an img2img-strength
-figure; reconstruction latency.
+figure; reconstruction latency. The table's strength is the engine's default: the one ``bench/recon_strength.py``
+chose on the val split for the shipped hidden model (V1's 0.85 until it has run); nothing here is tuned on these
+trials.
 
-    .venv/bin/python bench/recon_table.py [--trials 100] [--samples 4] [--strength 0.85]
+    .venv/bin/python bench/recon_table.py [--trials 100 | --subset 300] [--samples 4] [--strength S]
 
 Writes bench/results/recon_table.json and docs/recon_strengths.png. Quick run (``BENCH_QUICK=1``): by default
 10 trials, 1 sample each, no ridge column (its first fit takes minutes), latency for N = 1 and 4 only, never the
@@ -57,9 +59,12 @@ def strength_figure(e, trials, strengths, path, seed=0):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--trials", type=int, default=10 if quick() else 100, help="test trials 0..N-1")
+    p.add_argument("--subset", type=int, default=None,
+                   help="instead of the first --trials: a fixed random subset of N test trials (seed 0, sorted)")
     p.add_argument("--samples", type=int, default=1 if quick() else 4, help="samples per trial (second-order pick)")
-    p.add_argument("--strength", type=float, default=0.85,
-                   help="img2img strength for the table (V1's default .85, not tuned on these trials)")
+    p.add_argument("--strength", type=float, default=None,
+                   help="img2img strength for the table (default: the engine's, chosen on val by "
+                        "bench/recon_strength.py, else V1's .85; never tuned on these trials)")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=3.5)
     p.add_argument("--all_strengths", action="store_true", help="also MindEye and ridge without img2img (strength 1)")
@@ -71,7 +76,15 @@ def main():
     args.no_figure = args.no_figure or quick()  # a quick run never replaces the README's figure
     e = get_engine()
     clip, judge = e.model(Model.CLIP), e.model(Model.JUDGE)
-    idx = np.arange(args.trials)
+    strength_from = "given on the command line"
+    if args.strength is None:
+        args.strength, strength_from = e.default_strength()
+    if args.subset:
+        idx = np.sort(np.random.default_rng(0).choice(e.n_test, size=args.subset, replace=False))
+        trials = f"a fixed random subset of {args.subset} test trials (numpy default_rng(0), sorted)"
+    else:
+        idx = np.arange(args.trials)
+        trials = f"test trials 0-{args.trials - 1}"
     originals = to_model_input(e.data.images(e.test_ids[idx]), 96)
     labels = e.data.labels(e.test_ids[idx])
     columns, seconds = {}, {}
@@ -104,7 +117,8 @@ def main():
     if not args.no_figure:
         strength_figure(e, np.array([0, 3, 7, 12, 21, 30]), (0.0, 0.5, 0.85, 1.0), PROJECT_ROOT / "docs" / "recon_strengths.png")
     import resource
-    res = {"bench": "recon_table", "trials": f"test trials 0-{args.trials - 1}", "samples_per_trial": args.samples,
+    res = {"bench": "recon_table", "trials": trials, "trial_indices": idx.tolist(), "strength": args.strength,
+           "strength_from": strength_from, "samples_per_trial": args.samples,
            "steps": args.steps, "guidance": args.guidance, "columns": columns, "seconds": seconds,
            "latency_one_trial_s": latency, "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
            "seed": 0, "machine": machine_info()}

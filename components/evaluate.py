@@ -9,7 +9,7 @@ import pandas as pd
 from mindeye.data.errors import DataError
 from mindeye.engine import EVAL_NAMES, Engine
 from mindeye.evaluation import format_table, paper_table
-from mindeye.pipelines.settings import MAX_SAMPLES
+from mindeye.pipelines.settings import MAX_SAMPLES, V1_STEPS
 
 HELP = ("**What am I looking at?** Each method drew a picture from every chosen test trial's brain response, "
         "and the picture was scored against the image the subject actually saw: PixCorr and SSIM compare pixels "
@@ -66,9 +66,10 @@ def build(engine: Engine, reconstruct_index=None, tabs=None):
                                    label="methods (ridge's first use fits it: a few minutes on a laptop, then cached)")
     with gr.Accordion("sampling", open=False):
         with gr.Row():
-            strength = gr.Slider(0, 1, value=0.85, step=0.05, label="img2img strength (true tokens always use 1)")
+            strength = gr.Slider(0, 1, value=engine.default_strength()[0], step=0.05,
+                                 label="img2img strength (starts at the one chosen on val; true tokens always use 1)")
             samples = gr.Slider(1, MAX_SAMPLES, value=1, step=1, label="samples per trial (>1: second-order pick)")
-            steps = gr.Slider(2, 50, value=20, step=1, label="denoising steps")
+            steps = gr.Slider(2, 50, value=V1_STEPS, step=1, label="denoising steps")
             seed = gr.Number(value=0, precision=0, label="seed")
     go = gr.Button("evaluate", variant="primary")
     coverage = gr.Markdown()

@@ -9,7 +9,7 @@ import numpy as np
 
 from mindeye.data import scenes
 from mindeye.engine import Engine, Source
-from mindeye.pipelines.settings import MAX_SAMPLES
+from mindeye.pipelines.settings import MAX_SAMPLES, V1_GUIDANCE, V1_STEPS
 
 from . import IMAGE_BUTTONS
 
@@ -79,12 +79,13 @@ def build(engine: Engine):
     gr.Markdown(HELP)
     with gr.Row():
         index = gr.Slider(0, n - 1, value=0, step=1, label=f"test image (0-{n - 1})", scale=3)
-        strength = gr.Slider(0, 1, value=0.85, step=0.05, label="img2img strength (1 = no img2img)")
+        strength = gr.Slider(0, 1, value=engine.default_strength()[0], step=0.05,
+                             label="img2img strength (1 = no img2img; starts at the one chosen on val)")
         samples = gr.Slider(1, MAX_SAMPLES, value=4, step=1, label="samples")
     with gr.Accordion("sampling", open=False):
         with gr.Row():
-            steps = gr.Slider(5, 50, value=20, step=1, label="denoising steps")
-            guidance = gr.Slider(1, 10, value=3.5, step=0.5, label="guidance scale")
+            steps = gr.Slider(5, 50, value=V1_STEPS, step=1, label="denoising steps")
+            guidance = gr.Slider(1, 10, value=V1_GUIDANCE, step=0.5, label="guidance scale")
             seed = gr.Number(value=0, precision=0, label="seed")
             with_ridge = gr.Checkbox(value=False, label="also decode with ridge (its first use fits it: a few "
                                      "minutes on a laptop, then cached)")

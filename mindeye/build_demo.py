@@ -49,10 +49,11 @@ BANK_SIZE = 60_000  # scenes rendered once and shared by the vision stack's stag
 # model, x 3) 70.7 / 74.7, with the projector 72.0 / 77.0; without synthetic trials (another machine) 63.7 / 70.3.
 _ME = dict(use_image_aug=False, batch_size=32, hidden_dim=512, n_blocks=2, proj_hidden=256, max_lr=1e-3,
            ckpt_interval=5, seed=42)
-_PRIOR = dict(prior_depth=2, prior_heads=4, prior_dim_head=32)
+_PRIOR = dict(prior_depth=2, prior_heads=4, prior_dim_head=32)  # stage 1 trains no prior: these only name its shape
+_PRIOR_STAGE2 = dict(_PRIOR, prior_depth=4, prior_heads=8)  # chosen on val (bench/prior_identity.py): depth 2 was too small
 DEMO_MINDEYE = {
     "hidden": [dict(_ME, **_PRIOR, model_name="demo_hidden_v2c", hidden=True, prior=False, num_epochs=40),
-               dict(_ME, **_PRIOR, model_name="demo_hidden", hidden=True, prior=True, num_epochs=20, v2c=False,
+               dict(_ME, **_PRIOR_STAGE2, model_name="demo_hidden", hidden=True, prior=True, num_epochs=30, v2c=False,
                     mixup_pct=0.0, train_reps="subset", init_backbone="demo_hidden_v2c", freeze_backbone=True)],
     "final": [dict(_ME, model_name="demo_final", hidden=False, prior=False, num_epochs=30, train_reps="subset",
                    init_backbone="demo_hidden_v2c", init_scope="trunk_projector", synthetic_trials=50_000,

@@ -13,6 +13,7 @@ from .bundle import Bundle
 from .data import canonical
 from .data.cortex import AREAS
 from .data.errors import DataError
+from .pipelines.settings import V1_GUIDANCE, V1_STEPS, V1_STRENGTH
 from .surface import VIEWS  # noqa: F401  (the surface views the UI offers)
 
 RESPONSES = ("average of 3 repetitions", "repetition 1", "repetition 2", "repetition 3")
@@ -318,9 +319,11 @@ class Engine:
                           "left: what the scanner would record (z-scored beta); right: the simulated cortex's "
                           "response without measurement noise")
 
-    def decode(self, voxels: np.ndarray, strength: float = 0.85, n: int = 4, steps: int = 20, guidance: float = 3.5,
-               seed: int = 0, progress=None):
-        """MindEye's reconstruction of any brain response ``[V]`` or ``[B, V]`` (not only test trials)."""
+    def decode(self, voxels: np.ndarray, strength: float | None = None, n: int = 4, steps: int = V1_STEPS,
+               guidance: float = V1_GUIDANCE, seed: int = 0, progress=None):
+        """MindEye's reconstruction of any brain response ``[V]`` or ``[B, V]`` (not only test trials); ``strength``
+        None: ``default_strength()``."""
+        strength = self._strength(strength)
         v = np.atleast_2d(np.asarray(voxels, np.float32))
         if v.shape[1] != self.data.n_voxels:
             raise DataError(f"a response should have one value per voxel ({self.data.n_voxels}), got {v.shape[1]}")
@@ -382,6 +385,22 @@ class Engine:
             raise DataError(f"bundle {self.bundle.name!r} names no {Model(key).value} model "
                             f"(its models: {sorted(self.bundle.models)})")
         return self.bundle.resolve(rel)
+
+    def default_strength(self) -> tuple[float, str]:
+        """The img2img strength to use when none is given, and where it comes from: the one chosen on val for the
+        hidden model being served (bench/recon_strength.py writes it into the model's .json), else V1's."""
+        import json
+        try:
+            served = self._models.get(Model.HIDDEN)  # a run put in service carries its own metadata
+            meta = served.meta if served is not None and hasattr(served, "meta") else \
+                json.loads(self.model_path(Model.HIDDEN).with_suffix(".json").read_text())
+            chosen = meta["img2img_strength"]
+            return float(chosen["strength"]), chosen["chosen_on"]
+        except (DataError, OSError, ValueError, KeyError, TypeError):
+            return V1_STRENGTH, "V1's default (no strength chosen on val for this model)"
+
+    def _strength(self, strength: float | None) -> float:
+        return self.default_strength()[0] if strength is None else strength
 
     def model(self, key: Model):
         """A bundle model, loaded on first use and kept resident (thread-safe). MindEye models are checked
@@ -526,9 +545,11 @@ class Engine:
                                                                  self._lowlevel())
             return self._pipelines[source]
 
-    def reconstruct(self, indices, source: Source = Source.MINDEYE, strength: float = 0.85, n: int = 4,
-                    steps: int = 20, guidance: float = 3.5, seed: int = 0, progress=None):
-        """Reconstructions of test trials ``indices`` (positions in the test set) from their averaged betas."""
+    def reconstruct(self, indices, source: Source = Source.MINDEYE, strength: float | None = None, n: int = 4,
+                    steps: int = V1_STEPS, guidance: float = V1_GUIDANCE, seed: int = 0, progress=None):
+        """Reconstructions of test trials ``indices`` (positions in the test set) from their averaged betas;
+        ``strength`` None: ``default_strength()``."""
+        strength = self._strength(strength)
         from .pipelines.reconstruction import ReconstructionPipeline, TrueHidden
         idx = np.atleast_1d(np.asarray(indices))
         if idx.dtype.kind not in "iu" or (idx < 0).any() or (idx >= self.n_test).any():
@@ -693,12 +714,15 @@ class Engine:
             out["ridge (hidden)"] = retrieval_report(self.ridge().predict(self.test_betas), self.test_image_embeddings("hidden"))
         return out
 
-    def evaluate(self, n_trials: int = 20, sources=(Source.MINDEYE, Source.RIDGE, Source.TRUE), strength: float = 0.85,
-                 samples: int = 1, steps: int = 20, guidance: float = 3.5, seed: int = 0, progress=None, log=print):
+    def evaluate(self, n_trials: int = 20, sources=(Source.MINDEYE, Source.RIDGE, Source.TRUE),
+                 strength: float | None = None, samples: int = 1, steps: int = V1_STEPS, guidance: float = V1_GUIDANCE,
+                 seed: int = 0, progress=None, log=print):
         """The metric table over test trials ``0..n_trials-1``: each source's reconstructions (true tokens drawn
         from scratch, strength 1: the decoder's ceiling) and the low-level model alone, scored by
         ``evaluation.evaluate_reconstructions``; per-trial scores; 300-way retrieval over the whole test set.
-        ``progress(fraction, message)`` is called as it goes. Writes two CSV files under ``evaluate_dir``."""
+        ``progress(fraction, message)`` is called as it goes. Writes two CSV files under ``evaluate_dir``.
+        ``strength`` None: ``default_strength()``."""
+        strength = self._strength(strength)
         import torch
 
         from .data.stream import to_model_input

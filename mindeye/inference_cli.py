@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
+
+from .pipelines.settings import V1_GUIDANCE, V1_STEPS
 
 
 def add_reconstruct_flags(r: argparse.ArgumentParser) -> None:
@@ -19,8 +22,9 @@ def add_reconstruct_flags(r: argparse.ArgumentParser) -> None:
                    help="low-level model (run folder or shipped stem); default: the bundle's lowlevel; 'None' for none")
     r.add_argument("--data_path", default=None, help="dataset folder (default: the bundle's)")
     r.add_argument("--subj", type=int, default=None, help="subject (default: the bundle's)")
-    r.add_argument("--img2img_strength", type=float, default=0.85,
-                   help="fraction of the denoising schedule run from the low-level image (1 = no img2img; V1: .85)")
+    r.add_argument("--img2img_strength", type=float, default=None,
+                   help="fraction of the denoising schedule run from the low-level image (1 = no img2img; V1: .85); "
+                        "default: the strength chosen on val for the hidden model (bench/recon_strength.py), else .85")
     r.add_argument("--recons_per_sample", type=int, default=16, help="samples per trial, best picked by CLIP (V1: 16)")
     r.add_argument("--vd_cache_dir", default=None,
                    help="Versatile Diffusion snapshot folder (default: the bundle's decoder)")
@@ -30,8 +34,8 @@ def add_reconstruct_flags(r: argparse.ArgumentParser) -> None:
                    help="decode the seen images' own CLIP tokens (the decoder's ceiling; no brain involved)")
     r.add_argument("--trials", default=None,
                    help="test trials: 'all' (default), 'N' (the first N), or 'a-b' (a range, end excluded)")
-    r.add_argument("--steps", type=int, default=20, help="denoising steps (V1: 20 UniPC)")
-    r.add_argument("--guidance", type=float, default=3.5, help="classifier-free guidance scale (V1: 3.5)")
+    r.add_argument("--steps", type=int, default=V1_STEPS, help="denoising steps (V1: 20 UniPC)")
+    r.add_argument("--guidance", type=float, default=V1_GUIDANCE, help="classifier-free guidance scale (V1: 3.5)")
     r.add_argument("--seed", type=int, default=42)
     r.add_argument("--batch", type=int, default=8, help="trials per batch")
     r.add_argument("--out", default="evals", help="output folder (default: evals)")
@@ -91,8 +95,11 @@ def reconstruct_cmd(args) -> int:
     from .data.stream import to_model_input
     from .engine import Source
     from .pipelines.settings import check_settings
-    check_settings(args.img2img_strength, args.recons_per_sample, args.steps, args.guidance)
     e = _engine(args)
+    if args.img2img_strength is None:
+        args.img2img_strength, why = e.default_strength()
+        print(f"img2img strength {args.img2img_strength:g}: {why}", file=sys.stderr)
+    check_settings(args.img2img_strength, args.recons_per_sample, args.steps, args.guidance)
     idx = _trials(args.trials, e.n_test)
     source = Source.TRUE if args.true_tokens else Source.RIDGE if args.ridge else Source.MINDEYE
     picked, lows = [], []

@@ -106,6 +106,18 @@ def test_prior_sample_shape_and_determinism(tiny_prior, steps, scale):
     assert torch.equal(a, b)
 
 
+def test_prior_posterior_mean_is_its_x0_prediction_from_pure_noise_at_the_last_timestep(tiny_prior):
+    """The same as a one-step chain from the same noise (whose only step returns the x0 prediction at T-1)."""
+    tiny_prior.eval()
+    brain = torch.randn(2, 4, 16)
+    for scale in (1.0, 2.0):
+        m = tiny_prior.posterior_mean(brain, scale, generator=torch.Generator().manual_seed(3))
+        one_step = tiny_prior.sample(brain, steps=1, guidance_scale=scale, generator=torch.Generator().manual_seed(3))
+        assert m.shape == (2, 4, 16) and torch.allclose(m, one_step)
+    assert not torch.allclose(tiny_prior.posterior_mean(brain, 2.0, generator=torch.Generator().manual_seed(3)),
+                              tiny_prior.posterior_mean(brain, 1.0, generator=torch.Generator().manual_seed(3)))
+
+
 def test_noise_schedule_values():
     s = DiffusionPrior(TINY_PRIOR).noise_scheduler
     assert torch.all((s.betas > 0) & (s.betas <= 0.999))

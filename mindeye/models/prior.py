@@ -423,6 +423,17 @@ class DiffusionPrior(nn.Module):
         return uncond + guidance_scale * (cond - uncond)
 
     @torch.no_grad()
+    def posterior_mean(self, brain_embeds, guidance_scale=1.0, generator=None):
+        """The prior's x0 prediction from pure noise at the last timestep: trained with MSE, it estimates the mean
+        of its posterior over clean tokens given the brain tokens (the one deterministic answer it gives; with
+        guidance > 1 an extrapolation of it). Returns ``[B, N, D]`` in the original CLIP scale."""
+        dev, dtype = brain_embeds.device, brain_embeds.dtype
+        gdev = generator.device if generator is not None else dev
+        shape = (brain_embeds.shape[0], self.config.num_tokens, self.config.dim)
+        x = torch.randn(shape, generator=generator, device=gdev, dtype=dtype).to(dev)
+        return self._predict_x0(x, self.noise_scheduler.timesteps - 1, brain_embeds, guidance_scale) / self.embed_scale
+
+    @torch.no_grad()
     def sample(self, brain_embeds, steps=None, guidance_scale=1.0, generator=None):
         """DDPM ancestral sampling with x0 prediction. ``steps`` < T uses evenly strided timesteps (the posterior is
         recomputed for each stride, so ``steps=T`` is the standard DDPM chain). Returns ``[B, N, D]`` image tokens

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from ..data.errors import DataError
 from ..models.embedders import normalize_hidden
 
-from .settings import MAX_SAMPLES, check_settings  # noqa: F401  (MAX_SAMPLES re-exported)
+from .settings import MAX_SAMPLES, V1_GUIDANCE, V1_STEPS, V1_STRENGTH, check_settings  # noqa: F401  (MAX_SAMPLES re-exported)
 
 
 class HiddenSource(Protocol):
@@ -122,7 +122,7 @@ class ReconstructionPipeline:
         return AE.decode(self.vae, lat.to(self.vae.device, self.vae.dtype)).float().cpu()
 
     @torch.no_grad()
-    def __call__(self, voxels, strength: float = 0.85, n: int = 4, steps: int = 20, guidance: float = 3.5,
+    def __call__(self, voxels, strength: float = V1_STRENGTH, n: int = 4, steps: int = V1_STEPS, guidance: float = V1_GUIDANCE,
                  seed: int = 0, progress=None) -> Reconstruction:
         check_settings(strength, n, steps, guidance)
         v = torch.as_tensor(np.asarray(voxels) if not isinstance(voxels, torch.Tensor) else voxels).float()

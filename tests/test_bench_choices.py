@@ -1,0 +1,61 @@
+"""The choices benches make on val and hand on: the img2img strength (bench/recon_strength.py) that the test
+table then uses, and how the README renders them."""
+from __future__ import annotations
+
+import json
+
+SCORES = {"judge shape_largest": 0.2, "judge colour_largest": 0.6, "judge count": 0.5,
+          "judge position_largest_within_0.1": 0.3, "bundle CLIP 2-way": 0.9, "PixCorr (96 px)": 0.5,
+          "judge background": 0.95}
+
+
+def _machine():
+    return {"cores": 2, "cpu": "test"}
+
+
+def test_the_engine_uses_v1s_strength_until_the_val_bench_records_one_then_the_recorded(tiny_stack, tmp_path):
+    import shutil
+
+    from bench.recon_strength import record_choice
+    from mindeye.bundle import Bundle
+    from mindeye.engine import Engine, Model
+    bundle = shutil.copytree(tiny_stack, tmp_path / "demo")  # the session's bundle stays as it is
+    e = Engine(Bundle.load(bundle), log=lambda *a: None)
+    assert e.default_strength() == (0.85, "V1's default (no strength chosen on val for this model)")
+    record_choice(e.model_path(Model.HIDDEN).with_suffix(".json"),
+                  {"chosen_strength": 0.5, "n": 100, "criterion": ["a", "b"]})
+    strength, why = e.default_strength()
+    assert strength == 0.5 and why.startswith("val split, 100 images")
+    assert json.loads(e.model_path(Model.HIDDEN).with_suffix(".json").read_text())["config"]  # the rest is kept
+
+
+def test_the_strength_rule_is_the_mean_of_the_six_bar_scores_without_background():
+    import bench.recon_strength as rs
+    assert abs(rs.criterion(SCORES) - (0.2 + 0.6 + 0.5 + 0.3 + 0.9 + 0.5) / 6) < 1e-9
+    assert abs(rs.criterion({**SCORES, "judge background": 0.0}) - rs.criterion(SCORES)) < 1e-12
+
+
+def test_the_strength_table_marks_the_chosen_row_and_shows_the_low_level_reference():
+    from bench.readme_tables import render_recon_strength
+    res = {"criterion": ["judge shape_largest", "judge colour_largest", "judge count",
+                         "judge position_largest_within_0.1", "bundle CLIP 2-way", "PixCorr (96 px)"],
+           "chosen_strength": 0.5, "n": 10, "samples_per_image": 1, "steps": 20, "guidance": 3.5, "machine": _machine(),
+           "rows": [{"source": "mindeye", "strength": 0.5, "scores": SCORES, "criterion": 0.5},
+                    {"source": "mindeye", "strength": 1.0, "scores": SCORES, "criterion": 0.4},
+                    {"source": "low-level model alone", "strength": None, "scores": SCORES, "criterion": 0.45}]}
+    text = render_recon_strength(res)
+    assert "| mindeye | 0.5 (chosen) |" in text and "| mindeye | 1 |" in text
+    assert "| low-level model alone | - |" in text and "**0.500**" in text
+    assert "| 20% | 60% | 50% | 30% | 0.900 | 0.500 | 95% |" in text
+
+
+def test_the_prior_identity_table_puts_ridge_in_its_caption_not_in_a_column():
+    from bench.readme_tables import render_prior_identity
+    cell = {"token_cosine": 0.6, "top1": 0.3}
+    res = {"n": 100, "steps": 20, "guidance_scale": 2.0, "pick_of": 16, "machine": _machine(),
+           "rows": [{"model": "ridge baseline", "ridge": {"token_cosine": 0.69, "top1": 0.23}},
+                    {"model": "shipped", "projected": cell, "one_sample": cell}]}
+    text = render_prior_identity(res)
+    header = text.splitlines()[0]
+    assert "shipped" in header and "ridge" not in header
+    assert "cosine 0.690, top-1 23%" in text
