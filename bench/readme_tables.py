@@ -113,10 +113,11 @@ def render_recon_table(res: dict) -> str:
     lat = res.get("latency_one_trial_s", {})
     lat_s = ", ".join(f"N = {k}: {v:.1f} s" for k, v in lat.items())
     m = res["machine"]
-    strength = (f" Strength {res['strength']:g}: {res['strength_from']}." if "strength_from" in res else "")
+    strength = (f" img2img strength {res['strength']:g} ({res['strength_from']})." if "strength_from" in res else "")
     lines += ["", f"{res['trials']} of SimNSD subject 1, {res['samples_per_trial']} samples per trial (second-order "
                   f"pick), {res['steps']} UniPC steps, guidance {res['guidance']}.{strength} One trial's reconstruction at the "
-                  f"table's strength: {lat_s}. Engine peak RSS {res['peak_rss_mb']} MB. Measured on {m['cores']} cores "
+                  f"table's strength: {lat_s}. Peak RSS of the bench process (every trial's pictures in memory) "
+                  f"{res['peak_rss_mb']} MB. Measured on {m['cores']} cores "
                   f"({m['cpu']}) by `bench/recon_table.py`."]
     return "\n".join(lines)
 
