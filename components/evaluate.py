@@ -67,7 +67,8 @@ def build(engine: Engine, reconstruct_index=None, tabs=None):
     with gr.Accordion("sampling", open=False):
         with gr.Row():
             strength = gr.Slider(0, 1, value=engine.default_strength()[0], step=0.05,
-                                 label="img2img strength (starts at the one chosen on val; true tokens always use 1)")
+                                 label="img2img strength (true tokens always use 1)",
+                                 info="starts at the value chosen on val")
             samples = gr.Slider(1, MAX_SAMPLES, value=1, step=1, label="samples per trial (>1: second-order pick)")
             steps = gr.Slider(2, 50, value=V1_STEPS, step=1, label="denoising steps")
             seed = gr.Number(value=0, precision=0, label="seed")

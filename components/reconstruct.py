@@ -79,8 +79,8 @@ def build(engine: Engine):
     gr.Markdown(HELP)
     with gr.Row():
         index = gr.Slider(0, n - 1, value=0, step=1, label=f"test image (0-{n - 1})", scale=3)
-        strength = gr.Slider(0, 1, value=engine.default_strength()[0], step=0.05,
-                             label="img2img strength (1 = no img2img; starts at the one chosen on val)")
+        strength = gr.Slider(0, 1, value=engine.default_strength()[0], step=0.05, label="img2img strength (1 = none)",
+                             info="starts at the value chosen on val")
         samples = gr.Slider(1, MAX_SAMPLES, value=4, step=1, label="samples")
     with gr.Accordion("sampling", open=False):
         with gr.Row():
