@@ -64,6 +64,14 @@ def cache_dir(path):
             os.environ["MINDEYE_CACHE_DIR"] = old
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_cache(tmp_path_factory):
+    """Tests never write into the project's cache/ (CLIP targets, ridge fits, UMAPs): the session's caches live in a
+    temporary folder, unless a test points them elsewhere with ``cache_dir``."""
+    with cache_dir(tmp_path_factory.mktemp("cache")):
+        yield
+
+
 class served_app:
     """``with served_app(engine) as client:`` the real app on a free loopback port, and a gradio_client on it."""
 
