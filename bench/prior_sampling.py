@@ -26,7 +26,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from bench.machine import machine_info  # noqa: E402
-from mindeye.atomic import atomic_save  # noqa: E402
+from mindeye.checkpoints import record_in_meta  # noqa: E402
 from mindeye.bundle import PROJECT_ROOT  # noqa: E402
 from mindeye.engine import Model, get_engine  # noqa: E402
 from mindeye.models.embedders import normalize_hidden  # noqa: E402
@@ -78,9 +78,7 @@ def main():
     print(f"chosen: {chosen}\nwrote {RESULTS}")
     if args.write:
         js = e.model_path(Model.HIDDEN).with_suffix(".json")
-        meta = json.loads(js.read_text())
-        meta["prior_sampling"] = chosen
-        atomic_save(meta, js, lambda obj, q: Path(q).write_text(json.dumps(obj, indent=1)))
+        record_in_meta(js, "prior_sampling", chosen)
         print(f"updated {js}")
 
 

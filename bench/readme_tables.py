@@ -126,11 +126,11 @@ def render_recon_strength(res: dict) -> str:
     short = {"judge shape_largest": "shape", "judge colour_largest": "colour", "judge count": "count",
              "judge position_largest_within_0.1": "position", "bundle CLIP 2-way": "CLIP 2-way",
              "PixCorr (96 px)": "PixCorr"}
-    crit = [k for k in res["criterion"]]
+    crit = res["criterion"]
     lines = ["| source | strength | " + " | ".join(short.get(k, k) for k in crit) + " | background | mean of the "
              f"{len(crit)} (the rule) |", "|---|---|" + "---|" * (len(crit) + 2)]
     for r in res["rows"]:
-        chosen = r["strength"] is not None and r["strength"] == res["chosen_strength"] and r["source"] != "low-level model alone"
+        chosen = r["source"] == "mindeye" and r["strength"] == res["chosen_strength"]
         strength = "-" if r["strength"] is None else f"{r['strength']:g}" + (" (chosen)" if chosen else "")
         cells = [f"{r['scores'][k]:.3f}" if "PixCorr" in k or "2-way" in k else f"{100 * r['scores'][k]:.0f}%"
                  for k in crit]

@@ -28,7 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from bench.machine import machine_info, quick, save_result  # noqa: E402
-from mindeye.atomic import atomic_save  # noqa: E402
+from mindeye.checkpoints import record_in_meta  # noqa: E402
 from mindeye.data.stream import to_model_input  # noqa: E402
 from mindeye.engine import Model, Source, get_engine  # noqa: E402
 from mindeye.evaluation import evaluate_reconstructions  # noqa: E402
@@ -45,11 +45,10 @@ def criterion(scores: dict) -> float:
 
 def record_choice(model_json: Path, res: dict) -> None:
     """Write this bench's choice into a hidden model's .json (atomically), for ``Engine.default_strength``."""
-    meta = json.loads(model_json.read_text())
-    meta["img2img_strength"] = {"strength": res["chosen_strength"],
-                                "chosen_on": f"val split, {res['n']} images, mean of {len(res['criterion'])} scores "
-                                             f"(bench/recon_strength.py)"}
-    atomic_save(meta, model_json, lambda obj, q: Path(q).write_text(json.dumps(obj, indent=1)))
+    record_in_meta(model_json, "img2img_strength",
+                   {"strength": res["chosen_strength"],
+                    "chosen_on": f"val split, {res['n']} images, mean of {len(res['criterion'])} scores "
+                                 f"(bench/recon_strength.py)"})
 
 
 def main():

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from .atomic import atomic_save
 from .data.errors import DataError
 
 
@@ -87,7 +88,6 @@ def build_from_config(cfg: dict, data: dict):
 def export_run(run_dir: Path, stem: Path, which: str = "best.pth", dtype=torch.float16) -> dict:
     """Write ``stem.safetensors`` + ``stem.json`` from ``run_dir/which`` (falls back to last.pth)."""
     from safetensors.torch import save_file
-    from .atomic import atomic_save
     run_dir = Path(run_dir)
     if run_dir.suffix == ".pth" and run_dir.is_file():  # a released V1 file rather than a run folder
         from .v1_checkpoints import export_v1
@@ -120,6 +120,15 @@ def export_run(run_dir: Path, stem: Path, which: str = "best.pth", dtype=torch.f
     atomic_save(sd, stem.with_suffix(".safetensors"), lambda obj, p: save_file(obj, p))
     atomic_save(meta, stem.with_suffix(".json"), lambda obj, p: Path(p).write_text(json.dumps(obj, indent=1)))
     return meta
+
+
+def record_in_meta(model_json: Path | str, key: str, value) -> None:
+    """Set ``key`` in an exported model's .json (a setting chosen on val for it, which the engine reads), atomically;
+    every other key is kept."""
+    model_json = Path(model_json)
+    meta = json.loads(model_json.read_text())
+    meta[key] = value
+    atomic_save(meta, model_json, lambda obj, p: Path(p).write_text(json.dumps(obj, indent=1)))
 
 
 def load_model(stem: Path | str, expect: dict | None = None, device="cpu"):

@@ -427,11 +427,16 @@ class DiffusionPrior(nn.Module):
         """The prior's x0 prediction from pure noise at the last timestep: trained with MSE, it estimates the mean
         of its posterior over clean tokens given the brain tokens (the one deterministic answer it gives; with
         guidance > 1 an extrapolation of it). Returns ``[B, N, D]`` in the original CLIP scale."""
+        x = self._noise(brain_embeds, generator)
+        return self._predict_x0(x, self.noise_scheduler.timesteps - 1, brain_embeds, guidance_scale) / self.embed_scale
+
+    def _noise(self, brain_embeds, generator):
+        """Standard normal image tokens ``[B, N, D]`` on the brain tokens' device and dtype, drawn on the
+        generator's device (so a seed gives the same draw wherever the model runs)."""
         dev, dtype = brain_embeds.device, brain_embeds.dtype
         gdev = generator.device if generator is not None else dev
         shape = (brain_embeds.shape[0], self.config.num_tokens, self.config.dim)
-        x = torch.randn(shape, generator=generator, device=gdev, dtype=dtype).to(dev)
-        return self._predict_x0(x, self.noise_scheduler.timesteps - 1, brain_embeds, guidance_scale) / self.embed_scale
+        return torch.randn(shape, generator=generator, device=gdev, dtype=dtype).to(dev)
 
     @torch.no_grad()
     def sample(self, brain_embeds, steps=None, guidance_scale=1.0, generator=None):
@@ -441,10 +446,7 @@ class DiffusionPrior(nn.Module):
         sched = self.noise_scheduler
         T = sched.timesteps
         steps = T if steps is None else max(1, min(int(steps), T))
-        dev, dtype = brain_embeds.device, brain_embeds.dtype
-        gdev = generator.device if generator is not None else dev
-        shape = (brain_embeds.shape[0], self.config.num_tokens, self.config.dim)
-        x = torch.randn(shape, generator=generator, device=gdev, dtype=dtype).to(dev)
+        x = self._noise(brain_embeds, generator)
         ts = torch.linspace(T - 1, 0, steps).round().long().tolist()
         ac = sched.alphas_cumprod
         for i, t in enumerate(ts):
@@ -457,6 +459,5 @@ class DiffusionPrior(nn.Module):
             beta = 1 - a_t / a_prev
             mean = (beta * a_prev.sqrt() / (1 - a_t)) * x0 + ((1 - a_prev) * (1 - beta).sqrt() / (1 - a_t)) * x
             var = beta * (1 - a_prev) / (1 - a_t)
-            noise = torch.randn(shape, generator=generator, device=gdev, dtype=dtype).to(dev)
-            x = mean + var.clamp(min=1e-20).sqrt() * noise
+            x = mean + var.clamp(min=1e-20).sqrt() * self._noise(brain_embeds, generator)
         return x / self.embed_scale
