@@ -127,21 +127,26 @@ def render_recon_strength(res: dict) -> str:
              "judge position_largest_within_0.1": "position", "bundle CLIP 2-way": "CLIP 2-way",
              "PixCorr (96 px)": "PixCorr"}
     crit = res["criterion"]
-    lines = ["| source | strength | " + " | ".join(short.get(k, k) for k in crit) + " | background | mean of the "
-             f"{len(crit)} (the rule) |", "|---|---|" + "---|" * (len(crit) + 2)]
+    averaged = len(res.get("averages", [1])) > 1  # a column for the prior draws averaged, when more than one k was tried
+    lines = ["| source | " + ("prior draws averaged | " if averaged else "") + "strength | "
+             + " | ".join(short.get(k, k) for k in crit) + f" | background | mean of the {len(crit)} (the rule) |",
+             "|---|---|" + ("---|" if averaged else "") + "---|" * (len(crit) + 2)]
     for r in res["rows"]:
-        chosen = r["source"] == "mindeye" and r["strength"] == res["chosen_strength"]
+        chosen = (r["source"] == "mindeye" and r["strength"] == res["chosen_strength"]
+                  and r.get("prior_average", 1) == res.get("chosen_average", 1))
         strength = "-" if r["strength"] is None else f"{r['strength']:g}" + (" (chosen)" if chosen else "")
-        cells = [f"{r['scores'][k]:.3f}" if "PixCorr" in k or "2-way" in k else f"{100 * r['scores'][k]:.0f}%"
-                 for k in crit]
+        k = ("-" if r["strength"] is None else str(r.get("prior_average", 1))) if averaged else None
+        cells = [f"{r['scores'][k_]:.3f}" if "PixCorr" in k_ or "2-way" in k_ else f"{100 * r['scores'][k_]:.0f}%"
+                 for k_ in crit]
         mean = f"**{r['criterion']:.3f}**" if chosen else f"{r['criterion']:.3f}"
-        lines.append(f"| {r['source']} | {strength} | " + " | ".join(cells)
+        lines.append(f"| {r['source']} | " + (f"{k} | " if averaged else "") + f"{strength} | " + " | ".join(cells)
                      + f" | {100 * r['scores']['judge background']:.0f}% | {mean} |")
     m = res["machine"]
     lines += ["", f"The first {res['n']} val images of SimNSD subject 1 (never test), {res['samples_per_image']} samples "
                   f"per image (second-order pick), {res['steps']} UniPC steps, guidance {res['guidance']:g}. Judge "
-                  f"rates are of the largest object (position within 0.1). Measured on {m['cores']} cores ({m['cpu']}) "
-                  f"by `bench/recon_strength.py`."]
+                  f"rates are of the largest object (position within 0.1)."
+                  + (" A sample's tokens are the mean of k prior draws." if averaged else "")
+                  + f" Measured on {m['cores']} cores ({m['cpu']}) by `bench/recon_strength.py`."]
     return "\n".join(lines)
 
 

@@ -1,15 +1,18 @@
 """Choose the img2img strength on the VAL split (never test): MindEye's reconstructions of the first N val images
 (repetition-averaged betas) at each strength, scored with the same metrics and scene-attribute judge as the test
-table, beside the low-level model's picture alone.
+table, beside the low-level model's picture alone. ``--averages 1 4`` also tries each sample's tokens as the mean of
+k prior draws (``PriorHidden.average``), chosen jointly with the strength; the tokens are drawn once per k and
+decoded at every strength.
 
 The rule is fixed before looking: the chosen strength has the highest mean of the six scores the reconstruction
 bars name (judge shape, colour, count and position of the largest object, bundle-CLIP 2-way, PixCorr at 96 px;
 background is left out: it is near 100% everywhere). It is written into the hidden model's .json
-("img2img_strength"), where the engine reads it as its default strength (``Engine.default_strength``): the app's
+("img2img_strength", and "prior_average" with --averages), where the engine reads it as its default strength (``Engine.default_strength``): the app's
 sliders start there, ``reconstruct`` uses it without ``--img2img_strength``, and ``bench/recon_table.py`` uses it on
 test. Rerun this after retraining the hidden model (and after ``bench/prior_sampling.py``, whose settings it uses).
 
-    .venv/bin/python bench/recon_strength.py [--n 100] [--samples 3] [--strengths 0.3 0.5 0.7 0.85 1] [--no-write]
+    .venv/bin/python bench/recon_strength.py [--n 100] [--samples 3] [--strengths 0.3 0.5 0.7 0.85 1] [--averages 1]
+                                             [--no-write]
 
 Writes bench/results/recon_strength.json (quick run, ``BENCH_QUICK=1``: 10 images, 1 sample, into quick/).
 """
@@ -32,6 +35,7 @@ from mindeye.checkpoints import record_in_meta  # noqa: E402
 from mindeye.data.stream import to_model_input  # noqa: E402
 from mindeye.engine import Model, Source, get_engine  # noqa: E402
 from mindeye.evaluation import evaluate_reconstructions  # noqa: E402
+from mindeye.pipelines.reconstruction import PriorHidden  # noqa: E402
 from mindeye.pipelines.settings import V1_GUIDANCE, V1_STEPS  # noqa: E402
 
 # the scores the chosen strength maximises (their mean): the ones the reconstruction bars name
@@ -44,11 +48,12 @@ def criterion(scores: dict) -> float:
 
 
 def record_choice(model_json: Path, res: dict) -> None:
-    """Write this bench's choice into a hidden model's .json (atomically), for ``Engine.default_strength``."""
-    record_in_meta(model_json, "img2img_strength",
-                   {"strength": res["chosen_strength"],
-                    "chosen_on": f"val split, {res['n']} images, mean of {len(res['criterion'])} scores "
-                                 f"(bench/recon_strength.py)"})
+    """Write this bench's choice into a hidden model's .json (atomically), for ``Engine.default_strength`` and the
+    engine's prior sampling (``prior_average``, when more than one k was tried)."""
+    chosen_on = f"val split, {res['n']} images, mean of {len(res['criterion'])} scores (bench/recon_strength.py)"
+    record_in_meta(model_json, "img2img_strength", {"strength": res["chosen_strength"], "chosen_on": chosen_on})
+    if len(res.get("averages", [1])) > 1:
+        record_in_meta(model_json, "prior_average", {"k": res["chosen_average"], "chosen_on": chosen_on})
 
 
 def main():
@@ -56,6 +61,8 @@ def main():
     p.add_argument("--n", type=int, default=10 if quick() else 100, help="the first N val images")
     p.add_argument("--samples", type=int, default=1 if quick() else 3, help="samples per image (second-order pick)")
     p.add_argument("--strengths", type=float, nargs="+", default=[0.3, 0.5, 0.7, 0.85, 1.0])
+    p.add_argument("--averages", type=int, nargs="+", default=[1],
+                   help="prior draws averaged into each sample's tokens, chosen jointly with the strength (1 = V1)")
     p.add_argument("--steps", type=int, default=V1_STEPS)
     p.add_argument("--guidance", type=float, default=V1_GUIDANCE)
     p.add_argument("--no-write", dest="write", action="store_false", help="do not update the model's .json")
@@ -68,15 +75,22 @@ def main():
     labels = e.data.labels(ids)
     pipe = e.pipeline(Source.MINDEYE)
     rows = []
-    for s in args.strengths:
+    for k in args.averages:
+        source = PriorHidden(pipe.source.prior, pipe.source.steps, pipe.source.guidance_scale, average=k)
         t0 = time.time()
-        picked = torch.cat([pipe(voxels[i:i + 10], strength=s, n=args.samples, steps=args.steps,
-                                 guidance=args.guidance, seed=i).picked for i in range(0, args.n, 10)])
-        scores = evaluate_reconstructions(picked, originals, clip, judge, labels)
-        scores = {k: v for k, v in scores.items() if isinstance(v, (int, float))}
-        rows.append({"source": "mindeye", "strength": s, "scores": scores, "criterion": round(criterion(scores), 4),
-                     "seconds": round(time.time() - t0, 1)})
-        print(json.dumps({k: rows[-1][k] for k in ("strength", "criterion", "seconds")}), flush=True)
+        hidden = [source.hidden(voxels[i:i + 10], args.samples, torch.Generator("cpu").manual_seed(i))
+                  for i in range(0, args.n, 10)]  # the draws a pipeline call with seed=i makes
+        prior_seconds = time.time() - t0
+        for s in args.strengths:
+            t0 = time.time()
+            picked = torch.cat([pipe.draw(voxels[i:i + 10], h, strength=s, steps=args.steps, guidance=args.guidance,
+                                          seed=i).picked for i, h in zip(range(0, args.n, 10), hidden)])
+            scores = evaluate_reconstructions(picked, originals, clip, judge, labels)
+            scores = {k_: v for k_, v in scores.items() if isinstance(v, (int, float))}
+            rows.append({"source": "mindeye", "prior_average": k, "strength": s, "scores": scores,
+                         "criterion": round(criterion(scores), 4), "seconds": round(time.time() - t0, 1),
+                         "prior_seconds": round(prior_seconds, 1)})
+            print(json.dumps({k_: rows[-1][k_] for k_ in ("prior_average", "strength", "criterion", "seconds")}), flush=True)
     low = torch.cat([pipe.lowlevel_images(voxels[i:i + 50]) for i in range(0, args.n, 50)])
     low_scores = {k: v for k, v in evaluate_reconstructions(low, originals, clip, judge, labels).items()
                   if isinstance(v, (int, float))}
@@ -84,10 +98,12 @@ def main():
                  "criterion": round(criterion(low_scores), 4)})
     best = max((r for r in rows if r["source"] == "mindeye"), key=lambda r: r["criterion"])
     res = {"bench": "recon_strength", "split": "val", "n": args.n, "samples_per_image": args.samples,
-           "steps": args.steps, "guidance": args.guidance, "criterion": list(CRITERION),
-           "chosen_strength": best["strength"], "rows": rows, "seed": 0, "machine": machine_info()}
+           "steps": args.steps, "guidance": args.guidance, "criterion": list(CRITERION), "averages": args.averages,
+           "chosen_strength": best["strength"], "chosen_average": best["prior_average"], "rows": rows, "seed": 0,
+           "machine": machine_info()}
     save_result("recon_strength", res)
-    print(f"chosen strength {best['strength']:g} (criterion {best['criterion']:.3f})")
+    print(f"chosen strength {best['strength']:g}, prior draws averaged {best['prior_average']} "
+          f"(criterion {best['criterion']:.3f})")
     if args.write and not quick():  # a quick run (10 images) never sets the shipped model's default
         js = e.model_path(Model.HIDDEN).with_suffix(".json")
         record_choice(js, res)

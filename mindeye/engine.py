@@ -534,11 +534,14 @@ class Engine:
         with self._lock:
             if source not in self._pipelines:
                 if source == Source.MINDEYE:
-                    # the prior's sampling settings chosen on val for this model (bench/prior_sampling.py writes
-                    # them into its .json), else V1's: the full 100-step chain without guidance
+                    # the prior's sampling settings chosen on val for this model (bench/prior_sampling.py and
+                    # bench/recon_strength.py write them into its .json), else V1's: one draw of the full 100-step
+                    # chain without guidance
                     m = self.model(Model.HIDDEN)
-                    chosen = getattr(m, "meta", {}).get("prior_sampling", {})
-                    hidden = PriorHidden(m, steps=chosen.get("steps"), guidance_scale=chosen.get("guidance_scale", 1.0))
+                    meta = getattr(m, "meta", {})
+                    chosen = meta.get("prior_sampling", {})
+                    hidden = PriorHidden(m, steps=chosen.get("steps"), guidance_scale=chosen.get("guidance_scale", 1.0),
+                                         average=int(meta.get("prior_average", {}).get("k", 1)))
                 else:
                     hidden = RidgeHidden(self.ridge())
                 self._pipelines[source] = ReconstructionPipeline(hidden, self.model(Model.DECODER), self.model(Model.CLIP),

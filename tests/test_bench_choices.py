@@ -26,7 +26,23 @@ def test_the_engine_uses_v1s_strength_until_the_val_bench_records_one_then_the_r
                   {"chosen_strength": 0.5, "n": 100, "criterion": ["a", "b"]})
     strength, why = e.default_strength()
     assert strength == 0.5 and why.startswith("val split, 100 images")
-    assert json.loads(e.model_path(Model.HIDDEN).with_suffix(".json").read_text())["config"]  # the rest is kept
+    meta = json.loads(e.model_path(Model.HIDDEN).with_suffix(".json").read_text())
+    assert meta["config"] and "prior_average" not in meta  # the rest is kept; one k tried: nothing to record
+    assert e.pipeline().source.average == 1
+
+
+def test_a_prior_average_chosen_on_val_is_what_the_engine_samples_with(tiny_stack, tmp_path):
+    import shutil
+
+    from bench.recon_strength import record_choice
+    from mindeye.bundle import Bundle
+    from mindeye.engine import Engine, Model
+    bundle = shutil.copytree(tiny_stack, tmp_path / "demo")
+    e = Engine(Bundle.load(bundle), log=lambda *a: None)
+    record_choice(e.model_path(Model.HIDDEN).with_suffix(".json"),
+                  {"chosen_strength": 1.0, "chosen_average": 4, "averages": [1, 4], "n": 100, "criterion": ["a"]})
+    fresh = Engine(Bundle.load(bundle), log=lambda *a: None)
+    assert fresh.pipeline().source.average == 4 and fresh.default_strength()[0] == 1.0
 
 
 def test_the_strength_rule_is_the_mean_of_the_six_bar_scores_without_background():
@@ -47,6 +63,12 @@ def test_the_strength_table_marks_the_chosen_row_and_shows_the_low_level_referen
     assert "| mindeye | 0.5 (chosen) |" in text and "| mindeye | 1 |" in text
     assert "| low-level model alone | - |" in text and "**0.500**" in text
     assert "| 20% | 60% | 50% | 30% | 0.900 | 0.500 | 95% |" in text
+    assert "prior draws averaged" not in text  # one k: no column for it
+    res = {**res, "averages": [1, 4], "chosen_average": 4,
+           "rows": [{**res["rows"][0], "prior_average": 1}, {**res["rows"][0], "prior_average": 4}, res["rows"][2]]}
+    text = render_recon_strength(res)
+    assert "| mindeye | 1 | 0.5 |" in text and "| mindeye | 4 | 0.5 (chosen) |" in text
+    assert "| low-level model alone | - | - |" in text
 
 
 def test_the_prior_identity_table_puts_ridge_in_its_caption_not_in_a_column():

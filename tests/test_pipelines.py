@@ -57,6 +57,29 @@ def test_ridge_and_true_tokens_take_the_same_drawing_path(engine):
     assert torch.allclose(ridge.hidden[:, 0], ridge.hidden[:, 1]), "ridge is deterministic: one prediction per trial"
 
 
+def test_averaged_prior_draws_are_the_normalised_mean_of_k_single_draws(engine):
+    from mindeye.engine import Model
+    from mindeye.models.embedders import normalize_hidden
+    from mindeye.pipelines.reconstruction import PriorHidden
+    prior, v = engine.model(Model.HIDDEN), torch.from_numpy(engine.test_betas[:2])
+    single = PriorHidden(prior, steps=3, guidance_scale=2.0).hidden(v, 6, torch.Generator().manual_seed(3))
+    avg = PriorHidden(prior, steps=3, guidance_scale=2.0, average=3).hidden(v, 2, torch.Generator().manual_seed(3))
+    # the same generator draws the same 6 chains per trial; each averaged sample is the mean of 3 consecutive ones
+    want = normalize_hidden(single.view(2, 2, 3, *single.shape[2:]).mean(2).flatten(0, 1)).view(avg.shape)
+    assert avg.shape == (2, 2, *single.shape[2:]) and torch.allclose(avg, want, atol=1e-6)
+    assert torch.allclose(avg[:, :, 0].norm(dim=-1), torch.ones(2, 2), atol=1e-5), "CLS-norm normalised"
+    with pytest.raises(DataError, match="prior draws averaged"):
+        PriorHidden(prior, average=0)
+
+
+def test_draw_decodes_given_tokens_as_a_call_does(engine):
+    from mindeye.engine import Source
+    pipe, v = engine.pipeline(Source.MINDEYE), engine.test_betas[:2]
+    r = pipe(v, strength=0.5, n=2, steps=2, seed=4)
+    again = pipe.draw(v, r.hidden, strength=0.5, steps=2, seed=4)
+    assert torch.equal(r.samples, again.samples) and np.array_equal(r.best, again.best)
+
+
 @pytest.mark.parametrize("kw, match", [(dict(strength=7), "strength"), (dict(n=10**6), "samples"),
                                        (dict(steps=0), "steps"), (dict(guidance=0.1), "guidance")])
 def test_bad_settings_are_named(engine, kw, match):

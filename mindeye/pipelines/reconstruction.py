@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from ..data.errors import DataError
 from ..models.embedders import normalize_hidden
 
-from .settings import MAX_SAMPLES, V1_GUIDANCE, V1_STEPS, V1_STRENGTH, check_settings  # noqa: F401  (MAX_SAMPLES re-exported)
+from .settings import MAX_AVERAGE, MAX_SAMPLES, V1_GUIDANCE, V1_STEPS, V1_STRENGTH, check_settings  # noqa: F401  (MAX_SAMPLES re-exported)
 
 
 class HiddenSource(Protocol):
@@ -34,14 +34,20 @@ class HiddenSource(Protocol):
 
 
 class PriorHidden:
-    """MindEye: BrainNetwork backbone -> diffusion prior sampling (``steps`` of its DDPM chain)."""
+    """MindEye: BrainNetwork backbone -> diffusion prior sampling (``steps`` of its DDPM chain).
+
+    ``average`` k > 1: each of the ``n`` token sets is the mean of k prior draws (each CLS-norm normalised, the
+    mean normalised again): it moves the sample towards the prior's posterior mean, trading the detail one draw
+    invents for what every draw agrees on. It costs k times the prior's sampling. V1 draws one (k = 1)."""
     name = "mindeye"
 
-    def __init__(self, prior, steps: int | None = None, guidance_scale: float = 1.0):
+    def __init__(self, prior, steps: int | None = None, guidance_scale: float = 1.0, average: int = 1):
         if not hasattr(prior, "sample") or getattr(prior, "voxel2clip", None) is None:
             raise DataError("the MindEye hidden model has no diffusion prior; reconstruction needs the hidden model "
                             "with its prior (mindeye_hidden), not the final-layer model")
-        self.prior, self.steps, self.guidance_scale = prior, steps, guidance_scale
+        if not (isinstance(average, (int, np.integer)) and 1 <= int(average) <= MAX_AVERAGE):
+            raise DataError(f"prior draws averaged per sample must be an integer from 1 to {MAX_AVERAGE}, got {average!r}")
+        self.prior, self.steps, self.guidance_scale, self.average = prior, steps, guidance_scale, int(average)
 
     @torch.no_grad()
     def backbone(self, voxels: torch.Tensor) -> torch.Tensor:
@@ -50,9 +56,14 @@ class PriorHidden:
     @torch.no_grad()
     def hidden(self, voxels, n, generator):
         b = self.backbone(voxels)  # [B, T, D]
-        bb = b.repeat_interleave(n, dim=0)
-        out = self.prior.sample(bb, steps=self.steps, guidance_scale=self.guidance_scale, generator=generator)
-        return normalize_hidden(out.float()).view(len(voxels), n, *out.shape[1:])
+        k = self.average
+        bb = b.repeat_interleave(n * k, dim=0)
+        out = normalize_hidden(self.prior.sample(bb, steps=self.steps, guidance_scale=self.guidance_scale,
+                                                 generator=generator).float())
+        out = out.view(len(voxels), n, k, *out.shape[1:])
+        if k == 1:
+            return out[:, :, 0]
+        return normalize_hidden(out.mean(2).flatten(0, 1)).view(len(voxels), n, *out.shape[3:])
 
 
 class RidgeHidden:
@@ -125,20 +136,34 @@ class ReconstructionPipeline:
     def __call__(self, voxels, strength: float = V1_STRENGTH, n: int = 4, steps: int = V1_STEPS, guidance: float = V1_GUIDANCE,
                  seed: int = 0, progress=None) -> Reconstruction:
         check_settings(strength, n, steps, guidance)
-        v = torch.as_tensor(np.asarray(voxels) if not isinstance(voxels, torch.Tensor) else voxels).float()
-        if v.ndim == 1:
-            v = v[None]
+        v = _voxels(voxels)
         with self._lock:
-            g = torch.Generator("cpu").manual_seed(int(seed))
-            hidden = self.source.hidden(v, int(n), g)  # [B, n, T, D]
-            b, n_, t, d = hidden.shape
-            low = self.lowlevel_images(v) if float(strength) < 1.0 else None
-            init = low.repeat_interleave(n_, dim=0) if low is not None else None
-            samples = self.decoder.decode(hidden.reshape(b * n_, t, d), steps=int(steps), guidance_scale=float(guidance),
-                                          init_images=init, img2img_strength=float(strength), seed=int(seed),
-                                          progress=progress)
-            samples = samples.view(b, n_, *samples.shape[1:])
-            # V1's second-order selection: the sample whose CLIP tokens are nearest the brain-predicted ones
-            emb = self.embedder.hidden(samples.flatten(0, 1), normalize=True).float().cpu()
-            sel = F.cosine_similarity(emb.flatten(1), hidden.reshape(b * n_, -1).float().cpu(), dim=1).view(b, n_)
+            hidden = self.source.hidden(v, int(n), torch.Generator("cpu").manual_seed(int(seed)))  # [B, n, T, D]
+            return self._draw(v, hidden, strength, steps, guidance, seed, progress)
+
+    @torch.no_grad()
+    def draw(self, voxels, hidden: torch.Tensor, strength: float = V1_STRENGTH, steps: int = V1_STEPS,
+             guidance: float = V1_GUIDANCE, seed: int = 0, progress=None) -> Reconstruction:
+        """Decode given hidden tokens ``[B, n, T, D]`` (e.g. one source's draw, reused across strengths) with
+        img2img from ``voxels``' low-level pictures; the same drawing as a call."""
+        check_settings(strength, hidden.shape[1], steps, guidance)
+        with self._lock:
+            return self._draw(_voxels(voxels), hidden, strength, steps, guidance, seed, progress)
+
+    def _draw(self, v, hidden, strength, steps, guidance, seed, progress) -> Reconstruction:
+        b, n_, t, d = hidden.shape
+        low = self.lowlevel_images(v) if float(strength) < 1.0 else None
+        init = low.repeat_interleave(n_, dim=0) if low is not None else None
+        samples = self.decoder.decode(hidden.reshape(b * n_, t, d), steps=int(steps), guidance_scale=float(guidance),
+                                      init_images=init, img2img_strength=float(strength), seed=int(seed),
+                                      progress=progress)
+        samples = samples.view(b, n_, *samples.shape[1:])
+        # V1's second-order selection: the sample whose CLIP tokens are nearest the brain-predicted ones
+        emb = self.embedder.hidden(samples.flatten(0, 1), normalize=True).float().cpu()
+        sel = F.cosine_similarity(emb.flatten(1), hidden.reshape(b * n_, -1).float().cpu(), dim=1).view(b, n_)
         return Reconstruction(samples, sel.argmax(1).numpy(), sel, low, hidden, float(strength), self.source.name)
+
+
+def _voxels(voxels) -> torch.Tensor:
+    v = torch.as_tensor(np.asarray(voxels) if not isinstance(voxels, torch.Tensor) else voxels).float()
+    return v[None] if v.ndim == 1 else v

@@ -6,6 +6,7 @@ import numpy as np
 from ..data.errors import DataError
 
 MAX_SAMPLES = 16  # V1's recons_per_sample ceiling per trial
+MAX_AVERAGE = 16  # prior draws averaged into one sample's tokens (PriorHidden.average; V1: 1)
 # V1's reconstruction settings: img2img strength .85, 20 UniPC steps, guidance 3.5. A hidden model may carry its
 # own strength, chosen on val by bench/recon_strength.py (Engine.default_strength reads it); these are the rest.
 V1_STRENGTH = 0.85
