@@ -74,6 +74,19 @@ def test_shipped_mindeye_models_load(js):
     assert sum(p.numel() for p in model.parameters()) > 0
 
 
+@pytest.mark.parametrize("js", shipped, ids=[p.stem for p in shipped])
+def test_shipped_mindeye_models_were_trained_by_the_recipe_build_demo_names(js):
+    """``build-demo --stages mindeye`` must rebuild what ships: every setting of the part's recipe (its last run)
+    is the one the shipped model's run was trained with."""
+    from mindeye.build_demo import _RUN_PLACE, DEMO_LOWLEVEL, DEMO_MINDEYE
+    recipe = DEMO_LOWLEVEL if js.stem == "lowlevel" else DEMO_MINDEYE[js.stem][-1]
+    config = json.loads(js.read_text())["config"]
+    as_json = json.loads(json.dumps(recipe))  # tuples as lists, as the run's config.json holds them
+    differ = {k: (v, config.get(k, "missing")) for k, v in as_json.items()
+              if k not in _RUN_PLACE and config.get(k, "missing") != v}
+    assert not differ, f"{js.name}: recipe (build_demo.py) vs shipped run: {differ}"
+
+
 def test_shipped_metadata_names_no_path_of_the_machine_that_built_it():
     """Bundles are relocatable: every path in the shipped JSON files is relative to the project."""
     from pathlib import PurePosixPath
