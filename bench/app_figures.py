@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.machine import quick  # noqa: E402
+from mindeye.pipelines.settings import V1_GUIDANCE, V1_STEPS, V1_STRENGTH  # noqa: E402
 
 
 def rss_parts_mb(pid: int) -> dict:
@@ -103,7 +104,7 @@ def main():
         recon = []
         for i in (3, 4, 5):
             t = time.time()
-            client.predict(i, 0.85, 4, 20, 3.5, 0, False, api_name="/reconstruct")
+            client.predict(i, V1_STRENGTH, 4, V1_STEPS, V1_GUIDANCE, 0, False, api_name="/reconstruct")
             recon.append(time.time() - t)
         res = {
             "bench": "app_figures", "cold_start_s": round(cold_start, 2), "rss_after_start_mb": round(rss_start),
@@ -116,7 +117,7 @@ def main():
                              "what": "gradio_client round trip of /trial (stimulus, caption, objects) + /brain_view "
                                      "(values per voxel for 4 panels); the mesh is a file the browser fetches once"},
             "reconstruct_4_samples_s": {"runs": [round(x, 2) for x in recon], "median": round(float(np.median(recon)), 2),
-                                        "what": "round trip of /reconstruct: 4 samples, 20 steps, strength 0.85, no ridge"},
+                                        "what": f"round trip of /reconstruct: 4 samples, {V1_STEPS} steps, strength {V1_STRENGTH:g}, no ridge"},
             "peak_rss_mb": round(peak_rss_mb(app.pid)),
             "rss_at_end_mb": rss_parts_mb(app.pid),
             "machine": machine_info(),

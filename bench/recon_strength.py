@@ -75,8 +75,8 @@ def main():
     labels = e.data.labels(ids)
     pipe = e.pipeline(Source.MINDEYE)
     rows = []
-    for k in args.averages:
-        source = PriorHidden(pipe.source.prior, pipe.source.steps, pipe.source.guidance_scale, average=k)
+    for average in args.averages:
+        source = PriorHidden(pipe.source.prior, pipe.source.steps, pipe.source.guidance_scale, average=average)
         t0 = time.time()
         hidden = [source.hidden(voxels[i:i + 10], args.samples, torch.Generator("cpu").manual_seed(i))
                   for i in range(0, args.n, 10)]  # the draws a pipeline call with seed=i makes
@@ -86,11 +86,11 @@ def main():
             picked = torch.cat([pipe.draw(voxels[i:i + 10], h, strength=s, steps=args.steps, guidance=args.guidance,
                                           seed=i).picked for i, h in zip(range(0, args.n, 10), hidden)])
             scores = evaluate_reconstructions(picked, originals, clip, judge, labels)
-            scores = {k_: v for k_, v in scores.items() if isinstance(v, (int, float))}
-            rows.append({"source": "mindeye", "prior_average": k, "strength": s, "scores": scores,
+            scores = {k: v for k, v in scores.items() if isinstance(v, (int, float))}
+            rows.append({"source": "mindeye", "prior_average": average, "strength": s, "scores": scores,
                          "criterion": round(criterion(scores), 4), "seconds": round(time.time() - t0, 1),
                          "prior_seconds": round(prior_seconds, 1)})
-            print(json.dumps({k_: rows[-1][k_] for k_ in ("prior_average", "strength", "criterion", "seconds")}), flush=True)
+            print(json.dumps({k: rows[-1][k] for k in ("prior_average", "strength", "criterion", "seconds")}), flush=True)
     low = torch.cat([pipe.lowlevel_images(voxels[i:i + 50]) for i in range(0, args.n, 50)])
     low_scores = {k: v for k, v in evaluate_reconstructions(low, originals, clip, judge, labels).items()
                   if isinstance(v, (int, float))}
