@@ -44,6 +44,7 @@ bench: venv
 	$(PY) bench/simnsd_oracle.py
 	$(PY) bench/mindeye_table.py
 	$(PY) bench/final_recipe.py
+	$(PY) bench/lowlevel_recipe.py
 	$(PY) bench/demo_preset.py
 	$(PY) bench/recon_strength.py
 	$(PY) bench/recon_table.py

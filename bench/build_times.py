@@ -62,10 +62,11 @@ def stages(bundle: Path, runs: Path) -> list[dict]:
         f"{dec.get('train', {}).get('steps', '?')} steps")
     add("MindEye hidden, stage 1 (BrainNetwork)", _last_elapsed(runs / "demo_hidden_v2c" / "metrics.jsonl"),
         "cache/build/train_logs/demo_hidden_v2c/metrics.jsonl elapsed_s")
-    for name in ("hidden", "final"):
+    for name in ("hidden", "final", "lowlevel"):
         syn = ((_json(bundle / "mindeye" / f"{name}.json") or {}).get("data") or {}).get("synthetic")
         if syn:  # built before training (or read from the cache); its time is not in the run's elapsed_s
-            add(f"MindEye {name}, synthetic trials (encoding model + unseen scenes)", syn.get("build_seconds"),
+            label = "low-level model" if name == "lowlevel" else f"MindEye {name}"
+            add(f"{label}, synthetic trials (encoding model + unseen scenes)", syn.get("build_seconds"),
                 f"mindeye/{name}.json data.synthetic.build_seconds", f"{syn.get('n', 0):,} trials")
     for name, label in (("hidden", "MindEye hidden, stage 2 (diffusion prior)"), ("final", "MindEye final"),
                         ("lowlevel", "low-level model")):

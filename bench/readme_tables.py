@@ -190,6 +190,22 @@ def render_final_recipe(res: dict) -> str:
     return "\n".join(lines)
 
 
+def render_lowlevel_recipe(res: dict) -> str:
+    lines = ["| variant | val PixCorr | val SSIM | val-best epoch | s / epoch | train time |", "|---|---|---|---|---|---|"]
+    for r in res["rows"]:
+        v = r["val"]
+        bold = "**" if r.get("shipped") else ""
+        what = r["what"] + (" (shipped)" if r.get("shipped") else "")
+        build = r.get("synthetic_build_seconds")
+        lines.append(f"| {what} | {bold}{v['pixcorr']:.3f}{bold} | {v['ssim']:.3f} | {v['epoch']} of {v['epochs']} "
+                     f"| {_f(v.get('seconds_per_epoch'))} | {_f(v['train_seconds'] / 60, '.0f')} min"
+                     + (f" (+ {build / 60:.0f} min for the synthetic set)" if build else "") + " |")
+    m = res["machine"]
+    lines += ["", f"SimNSD subject {res['subject']}, {res['protocol']}. Measured on {m['cores']} cores ({m['cpu']}, "
+                  f"{m['torch_threads']} torch threads), commit {m['commit']}, by `bench/lowlevel_recipe.py`."]
+    return "\n".join(lines)
+
+
 def render_prior_identity(res: dict) -> str:
     n = res["n"]
     labels = {"projected": "BrainNetwork, projected tokens (retrieval's space)",
@@ -296,7 +312,7 @@ def render_build_times(res: dict) -> str:
             f"the bundle's metadata.")
 
 
-RENDERERS = {"load_test": render_load_test, "app_figures": render_app_figures, "prior_sampling": render_prior_sampling, "prior_identity": render_prior_identity, "final_recipe": render_final_recipe, "retrieval_latency": render_retrieval_latency, "mindeye_table": render_mindeye_table, "simnsd_oracle": render_simnsd_oracle,
+RENDERERS = {"load_test": render_load_test, "app_figures": render_app_figures, "prior_sampling": render_prior_sampling, "prior_identity": render_prior_identity, "final_recipe": render_final_recipe, "lowlevel_recipe": render_lowlevel_recipe, "retrieval_latency": render_retrieval_latency, "mindeye_table": render_mindeye_table, "simnsd_oracle": render_simnsd_oracle,
              "demo_preset": render_demo_preset, "recon_table": render_recon_table,
              "recon_strength": render_recon_strength, "build_times": render_build_times,
              "vision_stack": render_vision_stack}
@@ -314,7 +330,7 @@ def generated_readme(text: str) -> str:
 
 
 # the order the benches run in (make bench)
-ORDER = ("simnsd_oracle", "mindeye_table", "final_recipe", "demo_preset", "recon_strength", "recon_table", "gpu_real_size", "retrieval_latency",
+ORDER = ("simnsd_oracle", "mindeye_table", "final_recipe", "lowlevel_recipe", "demo_preset", "recon_strength", "recon_table", "gpu_real_size", "retrieval_latency",
          "app_figures", "load_test", "prior_sampling", "prior_identity", "build_times", "vision_stack")
 
 
@@ -373,6 +389,9 @@ def headlines(name: str, res: dict) -> list[str]:
                 "p50 / p95: " + ", ".join(f"{k} {_f(v['p50_s'])} / {_f(v['p95_s'])} s" for k, v in e.items())]
     if name == "final_recipe":
         return [f"{r['variant']}: val {_f(r['val']['image'], scale=100)} / {_f(r['val']['brain'], scale=100)}"
+                for r in res["rows"]]
+    if name == "lowlevel_recipe":
+        return [f"{r['variant']}: val PixCorr {r['val']['pixcorr']:.3f}" + (" (shipped)" if r.get("shipped") else "")
                 for r in res["rows"]]
     if name == "prior_identity":
         return [f"{r['model']}: projected top-1 {_f(r['projected']['top1'], '.0f', 100)}%, one prior sample "

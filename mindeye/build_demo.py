@@ -76,9 +76,10 @@ TINY_LOWLEVEL = dict(num_epochs=1, hidden_dim=32, n_blocks=1, map_channels=16, u
 _RUN_PLACE = ("model_name", "out", "bundle", "ckpt_every_s", "init_backbone")  # where a run is, not what it learns
 
 
-def finished_run(run_dir: Path, kw: dict) -> bool:
+def finished_run(run_dir: Path, kw: dict, config_cls=None) -> bool:
     """True when ``run_dir`` holds a run that trained every epoch with the same settings as ``kw`` (so a
-    build that was stopped, or rerun, does not train it again)."""
+    build that was stopped, or rerun, does not train it again). ``config_cls``: the run's config class
+    (``TrainConfig``, or ``LowLevelTrainConfig`` for a low-level run)."""
     path = run_dir / "last.pth"
     if not path.exists():
         return False
@@ -86,14 +87,15 @@ def finished_run(run_dir: Path, kw: dict) -> bool:
 
     from .checkpoints import load_checkpoint
     from .train import TrainConfig
+    config_cls = config_cls or TrainConfig
     try:
         ck = load_checkpoint(path)
     except Exception:
         return False
     # a setting left None is resolved when the run starts (subj: the bundle's subject): any resolved value matches
-    want = {k: v for k, v in dataclasses.asdict(TrainConfig(**kw)).items() if k not in _RUN_PLACE and v is not None}
+    want = {k: v for k, v in dataclasses.asdict(config_cls(**kw)).items() if k not in _RUN_PLACE and v is not None}
     # a flag added after the run was trained did not exist then: the run used what is now its default
-    have = {**dataclasses.asdict(TrainConfig()), **ck.get("config", {})}
+    have = {**dataclasses.asdict(config_cls()), **ck.get("config", {})}
     # and a flag removed since then cannot be set any more: only today's flags are compared
     have = {k: v for k, v in have.items() if k not in _RUN_PLACE and k in want}
     return have == want and ck.get("epoch") == want["num_epochs"]
@@ -296,7 +298,12 @@ def build_demo(out: Path, stages=STAGES, work: Path | None = None, seed: int = 0
         if "lowlevel" in mindeye_parts:
             vae_dir = out / "decoder" / "vae" if (out / "decoder" / "vae").exists() else work / "vae"
             kw = {**DEMO_LOWLEVEL, **(TINY_LOWLEVEL if tiny else {}), **common, "vae_path": str(vae_dir.resolve())}
-            train_lowlevel(LowLevelTrainConfig(**kw), log=jlog)
+            if tiny and kw.get("synthetic_trials"):
+                kw["synthetic_trials"] = TINY_SYNTHETIC
+            if finished_run(runs / kw["model_name"], kw, LowLevelTrainConfig):
+                log(f"lowlevel {kw['model_name']}: reusing the finished run in {runs / kw['model_name']}")
+            else:
+                train_lowlevel(LowLevelTrainConfig(**kw), log=jlog)
             meta = export_run(runs / kw["model_name"], out / "mindeye" / "lowlevel")
             exported["lowlevel"] = _rel(out / "mindeye" / "lowlevel")
             log(f"lowlevel: {json.dumps(meta['val'])}")

@@ -279,6 +279,11 @@ class Run:
                                   log=self.log)[:, 0] for name, ids in (("val", self.val_ids), ("test", self.test_ids)))
         return train, val, test
 
+    def synthetic_targets(self, embedder):
+        """What synthetic trials are labelled with: the run's CLIP targets (train-lowlevel: VAE latents)."""
+        from .training.synthetic import ClipTargets
+        return ClipTargets(embedder, self.cfg.hidden, self.cfg.norm_embs)
+
     def make_synthetic(self):
         """Synthetic trials of unseen images (``--synthetic_trials``; ``training/synthetic.py``)."""
         from .training.synthetic import build_synthetic
@@ -286,10 +291,11 @@ class Run:
         if cfg.synthetic_frac <= 0:
             raise DataError(f"--synthetic_frac should be > 0 with --synthetic_trials, found {cfg.synthetic_frac}")
         embedder = load_embedder(self.variant, self.bundle, cfg.vd_cache_dir)
-        key = target_tag(self.fingerprint, self.variant, self.data_info.get("clip_sha256", ""), cfg.hidden,
-                         cfg.norm_embs)
+        # the encoding model reads this CLIP's features: a retrained CLIP must not reuse a cached set
+        clip_sha = file_sha256(Path(embedder.folder) / "model.safetensors") if self.variant == "SceneCLIP" else ""
+        key = target_tag(self.fingerprint, self.variant, clip_sha, cfg.hidden, cfg.norm_embs)
         syn = build_synthetic(s, embedder, self.train_ids, self.train_betas, self.train_trials_of, self.val_betas,
-                              self.val_ids, n=cfg.synthetic_trials, hidden=cfg.hidden, norm_embs=cfg.norm_embs,
+                              self.val_ids, n=cfg.synthetic_trials, targets=self.synthetic_targets(embedder),
                               folder=cfg.synthetic_images, seed=int(self.data_info["simulator"].get("seed", 0)),
                               cache=cache_root() / "synthetic", key=key, features=cfg.synthetic_features,
                               log=self.log)

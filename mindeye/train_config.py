@@ -168,6 +168,13 @@ class LowLevelTrainConfig(TrainConfig):
     ckpt_every_s: float = _also("ckpt_every_s", "also write last.pth every N seconds")
     log_every: int = _also("log_every")
     max_steps: int | None = _also("max_steps")
+    synthetic_trials: int = _also("synthetic_trials", "also train on this many synthetic trials of images the subject "
+                                  "never saw, labelled with their VAE latents: an encoding model (ridge from CLIP and "
+                                  "low-level features to voxels, fitted on the train images, alpha on val) predicts "
+                                  "their responses, plus real trials' noise (default: 0, off)")
+    synthetic_frac: float = _also("synthetic_frac")
+    synthetic_images: str | None = _also("synthetic_images")
+    synthetic_features: str = _also("synthetic_features")
     # TrainConfig's, set for the low-level model (no flags of train-lowlevel)
     prior: bool = flag(False, "the low-level model has no diffusion prior", cli=False)
     use_image_aug: bool = flag(False, "the low-level model trains on the images as they are", cli=False)

@@ -5,6 +5,9 @@ Targets are the bundle VAE's latents of each image (demo: 4 x 16 x 16 of the sma
 ``mindeye.train`` (Accelerate, metrics JSONL, atomic resumable checkpoints). Validation decodes the
 predicted latents of the averaged test betas and reports PixCorr and SSIM against the stimuli.
 
+``--synthetic_trials N`` adds trials of N images the subject never saw, as in ``train`` (``training/synthetic.py``):
+the encoding model's predicted response plus real noise, labelled with the image's VAE latents.
+
 ``--use_reconst`` adds an L1 on the decoded image and ``--use_sobel_loss`` an L1 on its Sobel edges. The
 soft contrastive term (``--use_cont``) needs ConvNeXt-XL features, whose weights are not available
 offline; asking for it says so instead of silently training without it.
@@ -51,6 +54,18 @@ def sobel(x: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(gx ** 2 + gy ** 2 + 1e-8)
 
 
+class VaeTargets:
+    """Synthetic trials' targets for the low-level pipeline (``training.synthetic.SyntheticTargets``): the VAE
+    latents of the unseen images, as ``make_targets`` computes them for the seen ones."""
+
+    def __init__(self, vae, pixel_size: int, vae_tag: str):
+        self.vae, self.pixel_size, self.key = vae, pixel_size, f"vae {vae_tag}"
+
+    def __call__(self, images, x, h, f):
+        from .data.stream import to_model_input
+        return AE.encode(self.vae, to_model_input(images, self.pixel_size))
+
+
 class LowLevelRun(Run):
     def __init__(self, cfg: LowLevelTrainConfig, log=print):
         if cfg.use_cont:
@@ -68,7 +83,7 @@ class LowLevelRun(Run):
         self.vae = load_vae(self.cfg, self.bundle)
         self.pixel_size = self.vae.config.sample_size
         cache = cache_root() / "vae_targets"
-        vae_tag = hashlib.sha256((json_key(self.vae.config) + self.vae.encoder_sha256).encode()).hexdigest()[:10]
+        vae_tag = self.vae_tag = hashlib.sha256((json_key(self.vae.config) + self.vae.encoder_sha256).encode()).hexdigest()[:10]
         out = []
         for name, ids in (("train", self.train_ids), ("val", self.val_ids), ("test", self.test_ids)):
             path = cache / f"{self.fingerprint}_{vae_tag}_{name}.pt"
@@ -93,6 +108,10 @@ class LowLevelRun(Run):
         self.eval_images = {name: to_model_input(self.subject.images(ids[:300]), self.pixel_size)
                             for name, ids in (("val", self.val_ids), ("test", self.test_ids))}
         return out[0][:, None], out[1], out[2]
+
+    def synthetic_targets(self, embedder):
+        """Synthetic trials (``--synthetic_trials``) are labelled with the unseen images' VAE latents."""
+        return VaeTargets(self.vae, self.pixel_size, self.vae_tag)
 
     def build_model(self):
         from .checkpoints import build_from_config

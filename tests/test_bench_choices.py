@@ -81,3 +81,19 @@ def test_the_prior_identity_table_puts_ridge_in_its_caption_not_in_a_column():
     header = text.splitlines()[0]
     assert "shipped" in header and "ridge" not in header
     assert "cosine 0.690, top-1 23%" in text
+
+
+def test_exactly_one_low_level_variant_is_the_shipped_recipe_and_the_table_marks_it():
+    from bench.lowlevel_recipe import VARIANTS, is_shipped
+    from bench.readme_tables import render_lowlevel_recipe
+    shipped = [name for name, (_, changes) in VARIANTS.items() if is_shipped(changes)]
+    assert len(shipped) == 1  # the recipe build-demo trains is one of the rows, and only one
+    assert not is_shipped({"num_epochs": -1})
+    val = {"epoch": 3, "epochs": 4, "pixcorr": 0.7, "ssim": 0.6, "train_seconds": 600.0, "seconds_per_epoch": 9.0}
+    res = {"subject": 1, "protocol": "val", "machine": {"cores": 2, "cpu": "x", "torch_threads": 2, "commit": "abc"},
+           "rows": [{"variant": "a", "what": "plain", "val": val, "shipped": False},
+                    {"variant": "b", "what": "synthetic", "val": {**val, "pixcorr": 0.75}, "shipped": True,
+                     "synthetic_build_seconds": 300.0}]}
+    table = render_lowlevel_recipe(res)
+    assert "| synthetic (shipped) | **0.750** |" in table and "| plain | 0.700 |" in table
+    assert "10 min (+ 5 min for the synthetic set)" in table and "3 of 4" in table

@@ -104,6 +104,36 @@ def test_train_with_synthetic_trials_through_the_cli(tiny_bundle, tmp_path):
     assert len(epochs) == 1 and "test_fwd_top1" in epochs[0]
 
 
+def test_train_lowlevel_labels_synthetic_trials_with_the_unseen_images_vae_latents(tiny_sim, tiny_bundle, tmp_path):
+    """`train-lowlevel --synthetic_trials`: the unseen images' targets are their VAE latents (what the low-level
+    model learns), not CLIP embeddings, and the set is cached apart from a CLIP run's set of the same images."""
+    from mindeye.cli import main
+    from mindeye.data.canonical import load_subject
+    from mindeye.data.stream import to_model_input
+    from mindeye.models.autoencoder import build_vae, encode
+    from mindeye.training.synthetic import unseen_images
+    torch.manual_seed(0)
+    vae = build_vae((16, 16, 32))
+    vae.save_pretrained(tmp_path / "vae")
+    args = ["train-lowlevel", "--bundle", str(tiny_bundle), "--out", str(tmp_path), "--vae_path", str(tmp_path / "vae"),
+            "--model_name", "lo", "--num_epochs", "1", "--batch_size", "16", "--hidden_dim", "32", "--n_blocks", "1",
+            "--map_channels", "16", "--upsampler_channels", "16", "16", "32", "--synthetic_trials", "24"]
+    assert main(args) == 0
+    info = torch.load(tmp_path / "lo" / "last.pth", weights_only=False)["data"]["synthetic"]
+    assert info["n"] == 24 and info["per_real_trial"] == 1.0
+    sets = list((tmp_path / "cache" / "synthetic").glob("synthetic_*.pt"))
+    assert len(sets) == 1
+    targets = torch.load(sets[0], weights_only=True)["targets"]
+    assert targets.shape == (24, 4, 16, 16)
+    images = unseen_images(load_subject(tiny_sim[0], 1), 24, 0, 24, None, seed=0)
+    with torch.no_grad():
+        want = encode(vae.eval(), to_model_input(images, vae.config.sample_size))
+    torch.testing.assert_close(targets.float(), want, atol=1e-2, rtol=1e-2)  # stored as float16
+    assert run(["--model_name", "c", "--num_epochs", "1", "--no-prior", "--synthetic_trials", "24"], tiny_bundle,
+               tmp_path) == 0
+    assert len(list((tmp_path / "cache" / "synthetic").glob("synthetic_*.pt"))) == 2  # the CLIP run made its own
+
+
 def test_synthetic_scenes_never_repeat_a_test_or_train_image(tiny_sim):
     from mindeye.data.canonical import load_subject
     from mindeye.training.synthetic import unseen_images

@@ -14,7 +14,8 @@ which CLIP embeddings, and overfits them (the train-test gap). Synthetic trials 
    draws repetitions, so the noise has the data's own spatial structure and level.
 
 Each training step then holds ``batch_size`` real trials and ``round(batch_size * synthetic_frac)`` synthetic
-ones, in one contrastive loss. Val and test stay real trials only. What the encoding model misses (its val
+ones, in one loss (contrastive for ``train``; L1 on VAE latents for ``train-lowlevel``, whose targets are the unseen
+images' latents: ``targets`` names what a run learns, ``ClipTargets`` here, ``train_lowlevel.VaeTargets`` there). Val and test stay real trials only. What the encoding model misses (its val
 correlation is logged in the run's data) is what synthetic trials cannot teach.
 
 The set is cached per (dataset, CLIP weights, target, N, images) under ``cache/synthetic``.
@@ -25,6 +26,7 @@ import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -56,6 +58,34 @@ class SyntheticTrials:
         k = rng.integers(1, max_reps + 1, size=n)
         noise = torch.stack([self.residuals[rng.integers(len(self.residuals), size=kk)].float().mean(0) for kk in k])
         return self.betas[j].float() + noise, self.targets[j].float()
+
+
+class SyntheticTargets(Protocol):
+    """What a run learns to predict for an image: called on a chunk of unseen images as uint8 ``images [N, H, W, 3]``,
+    their vision input ``x`` and their normalised CLIP hidden ``h`` and final ``f`` embeddings (computed once for the
+    encoding model, so a CLIP target costs nothing more); returns ``[N, ...]``. ``key`` names the target space in the
+    cache key."""
+    key: str
+
+    def __call__(self, images, x: torch.Tensor, h: torch.Tensor, f: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class ClipTargets:
+    """``train``'s targets: the CLIP's hidden tokens ``[N, T, D]`` or final embedding ``[N, 1, D]``, normalised as
+    the run's ``--norm_embs`` says."""
+    embedder: object
+    hidden: bool
+    norm_embs: bool
+
+    @property
+    def key(self) -> str:
+        return f"{self.hidden}|{self.norm_embs}"
+
+    def __call__(self, images, x, h, f):
+        if self.norm_embs:
+            return h if self.hidden else f[:, None]
+        return self.embedder.hidden(x, normalize=False) if self.hidden else self.embedder.final(x, normalize=False)[:, None]
 
 
 def residual_noise(betas: np.ndarray, image_index: np.ndarray) -> np.ndarray:
@@ -139,11 +169,12 @@ def unseen_images(subject, n: int, first: int, count: int, folder: str | None, s
 
 
 def build_synthetic(subject, embedder, train_ids, train_betas, train_trials_of, val_betas, val_ids, *, n: int,
-                    hidden: bool, norm_embs: bool, folder: str | None, seed: int, cache: Path | None, key: str,
+                    targets: SyntheticTargets, folder: str | None, seed: int, cache: Path | None, key: str,
                     features: str = "clip_low_level", log=print) -> SyntheticTrials:
-    """The run's synthetic trials (cached by ``key`` and ``n``): fit the encoding model, predict ``n`` unseen
-    images' responses, keep them with their CLIP targets and the real trials' residual noise. ``features``: the
-    encoding model's (``train_config.SYNTHETIC_FEATURES``)."""
+    """The run's synthetic trials (cached by ``key``, ``n`` and ``targets.key``): fit the encoding model, predict
+    ``n`` unseen images' responses, keep them with their ``targets`` and the real trials' residual noise.
+    ``embedder``: the CLIP whose features the encoding model reads; ``key`` names it and the subject's data.
+    ``features``: the encoding model's (``train_config.SYNTHETIC_FEATURES``)."""
     from tqdm import tqdm
 
     from ..data.stream import to_model_input
@@ -152,7 +183,7 @@ def build_synthetic(subject, embedder, train_ids, train_betas, train_trials_of, 
         raise DataError(f"synthetic trials: features should be one of {', '.join(SYNTHETIC_FEATURES)}, found "
                         f"{features!r}")
     low = features == "clip_low_level"
-    tag = hashlib.sha256(f"{key}|{n}|{hidden}|{norm_embs}|{src}|encoding v{ENCODING_VERSION}"
+    tag = hashlib.sha256(f"{key}|{n}|{targets.key}|{src}|encoding v{ENCODING_VERSION}"
                          f"{'' if low else ' clip only'}".encode()).hexdigest()[:16]
     path = cache / f"synthetic_{tag}.pt" if cache is not None else None
     if path is not None and path.exists():
@@ -186,11 +217,7 @@ def build_synthetic(subject, embedder, train_ids, train_betas, train_trials_of, 
                 x = to_model_input(images[i:i + CHUNK], images.shape[1])
                 h, f = embedder.hidden(x, normalize=True), embedder.final(x, normalize=True)
                 pred.append(enc.predict(features_of(h, f, x if low else None)).half())
-                if norm_embs:
-                    t = h if hidden else f[:, None]
-                else:
-                    t = embedder.hidden(x, normalize=False) if hidden else embedder.final(x, normalize=False)[:, None]
-                targ.append(t.float().half())
+                targ.append(targets(images[i:i + CHUNK], x, h, f).float().half())
     info = {"n": int(n), "source": src, "encoding_features": f"v{ENCODING_VERSION}: CLIP + low-level, weights "
             f"{GROUP_WEIGHTS}" if low else f"v{ENCODING_VERSION}: CLIP only", "encoding_alpha": enc.alpha,
             "encoding_val_median_r": enc.val_r,
