@@ -1,6 +1,6 @@
 """Screenshots of the app's tabs in headless Chromium (Debian's chromium + Python playwright), for the README.
 
-    .venv/bin/python bench/app_screenshots.py [--width 1440 --height 900] [--out docs]
+    .venv/bin/python bench/app_screenshots.py [--width 1440 --height 900] [--out docs] [--tabs Reconstruct,Evaluate]
 
 Starts the app on a free loopback port with the demo bundle, opens each tab, presses its main button where it
 has one, waits for the result and writes docs/app_<tab>.png. Fails on any error toast or console error.
@@ -37,7 +37,13 @@ def main():
     p.add_argument("--height", type=int, default=900)
     p.add_argument("--out", default=str(ROOT / "docs"))
     p.add_argument("--timeout", type=float, default=180, help="seconds to wait for a tab's result")
+    p.add_argument("--tabs", default=",".join(t[0] for t in TABS),
+                   help="comma-separated tabs to photograph (default: all), e.g. the ones a change touched")
     args = p.parse_args()
+    names = {t[0] for t in TABS}
+    wanted = [t.strip() for t in args.tabs.split(",")]
+    if unknown := [t for t in wanted if t not in names]:
+        p.error(f"--tabs: unknown tab(s) {unknown}; the tabs are {', '.join(t[0] for t in TABS)}")
     from playwright.sync_api import sync_playwright
     port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
@@ -58,7 +64,7 @@ def main():
             page.goto(url)
             page.wait_for_selector(".brain-3d .main-svg", timeout=120_000)
             page.wait_for_timeout(2000)
-            for tab, button, settle in TABS:
+            for tab, button, settle in (t for t in TABS if t[0] in wanted):
                 page.get_by_role("tab", name=tab).click()
                 page.wait_for_timeout(1500)
                 if tab == "Evaluate":  # a handful of trials keeps the picture quick on a laptop

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench.machine import machine_info, quick, result_path, save_result  # noqa: E402
+from bench.machine import machine_info, merge_variant_rows, quick, save_result  # noqa: E402
 from mindeye.build_demo import DEMO_MINDEYE, finished_run  # noqa: E402
 from mindeye.bundle import DEMO_BUNDLE, PROJECT_ROOT, Bundle  # noqa: E402
 
@@ -75,11 +75,7 @@ def main():
                      "val": best_val(runs / name), "wall_seconds": round(time.time() - t0, 1),
                      "encoding_val_median_r": synthetic.get("encoding_val_median_r")})
         print(json.dumps(rows[-1]), flush=True)
-    path = result_path("final_recipe")
-    if path.exists():  # a partial run (--only) updates its variants and keeps the others' rows
-        done = {r["variant"] for r in rows}
-        rows = [r for r in json.loads(path.read_text())["rows"] if r["variant"] not in done] + rows
-        rows.sort(key=lambda r: list(VARIANTS).index(r["variant"]))
+    rows = merge_variant_rows("final_recipe", rows, VARIANTS)  # a partial run (--only) keeps the others' rows
     save_result("final_recipe", {"bench": "final_recipe", "subject": bundle.subject,
                                  "protocol": "val split (300 images), 300-way top-1 image / brain at the val-best "
                                              "epoch", "rows": rows, "machine": machine_info()})

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench.machine import machine_info, quick, result_path, save_result  # noqa: E402
+from bench.machine import machine_info, merge_variant_rows, quick, save_result  # noqa: E402
 from mindeye.build_demo import DEMO_LOWLEVEL, finished_run  # noqa: E402
 from mindeye.bundle import DEMO_BUNDLE, PROJECT_ROOT, Bundle  # noqa: E402
 
@@ -34,6 +34,8 @@ VARIANTS = {
                  {"num_epochs": 40, "synthetic_trials": 50_000, "synthetic_frac": 1.0}),
     "syn3_e40": ("40 epochs, 50k synthetic trials, 3 per real trial",
                  {"num_epochs": 40, "synthetic_trials": 50_000, "synthetic_frac": 3.0}),
+    "syn10_e40": ("40 epochs, 50k synthetic trials, 10 per real trial",
+                  {"num_epochs": 40, "synthetic_trials": 50_000, "synthetic_frac": 10.0}),
 }
 
 
@@ -79,11 +81,7 @@ def main():
                      "synthetic_build_seconds": synthetic.get("build_seconds"),
                      "encoding_val_median_r": synthetic.get("encoding_val_median_r")})
         print(json.dumps(rows[-1]), flush=True)
-    path = result_path("lowlevel_recipe")
-    if path.exists():  # a partial run (--only) updates its variants and keeps the others' rows
-        done = {r["variant"] for r in rows}
-        rows += [r for r in json.loads(path.read_text())["rows"] if r["variant"] not in done and r["variant"] in VARIANTS]
-        rows.sort(key=lambda r: list(VARIANTS).index(r["variant"]))
+    rows = merge_variant_rows("lowlevel_recipe", rows, VARIANTS)  # a partial run (--only) keeps the others' rows
     for r in rows:  # against today's recipe, also for the rows kept from an earlier run
         r["shipped"] = is_shipped(r["changes"])
     save_result("lowlevel_recipe", {"bench": "lowlevel_recipe", "subject": bundle.subject,

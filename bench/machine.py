@@ -60,3 +60,15 @@ def save_result(name: str, res: dict) -> Path:
     path = result_path(name)
     path.write_text(json.dumps({**res, "quick": True} if quick() else res, indent=1))
     return path
+
+
+def merge_variant_rows(name: str, rows: list[dict], variants) -> list[dict]:
+    """A recipe bench's rows after a partial run (``--only``): this run's rows, plus the rows of the other variants
+    from its earlier result (variants no longer listed are dropped), in the order of ``variants``."""
+    import json
+    path = result_path(name)
+    if path.exists():
+        done = {r["variant"] for r in rows}
+        rows = rows + [r for r in json.loads(path.read_text())["rows"] if r["variant"] not in done
+                       and r["variant"] in variants]
+    return sorted(rows, key=lambda r: list(variants).index(r["variant"]))

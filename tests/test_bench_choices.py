@@ -97,3 +97,16 @@ def test_exactly_one_low_level_variant_is_the_shipped_recipe_and_the_table_marks
     table = render_lowlevel_recipe(res)
     assert "| synthetic (shipped) | **0.750** |" in table and "| plain | 0.700 |" in table
     assert "10 min (+ 5 min for the synthetic set)" in table and "3 of 4" in table
+
+
+def test_a_partial_recipe_bench_run_keeps_the_other_variants_rows_in_order(tmp_path, monkeypatch):
+    import json
+
+    import bench.machine as machine
+    old = tmp_path / "x.json"
+    old.write_text(json.dumps({"rows": [{"variant": "a", "v": 1}, {"variant": "b", "v": 1}, {"variant": "gone", "v": 1}]}))
+    monkeypatch.setattr(machine, "result_path", lambda name: old)
+    rows = machine.merge_variant_rows("x", [{"variant": "b", "v": 2}, {"variant": "c", "v": 2}], ["c", "a", "b"])
+    assert rows == [{"variant": "c", "v": 2}, {"variant": "a", "v": 1}, {"variant": "b", "v": 2}]
+    monkeypatch.setattr(machine, "result_path", lambda name: tmp_path / "none.json")
+    assert machine.merge_variant_rows("x", [{"variant": "a"}], ["a", "b"]) == [{"variant": "a"}]
