@@ -64,8 +64,10 @@ DEMO_MINDEYE = {
                    synthetic_frac=10.0)],
 }
 MINDEYE_PARTS = (*DEMO_MINDEYE, "lowlevel")  # what the mindeye stage can train
-DEMO_LOWLEVEL = dict(model_name="demo_lowlevel", batch_size=32, num_epochs=20, hidden_dim=512, n_blocks=2,
-                     map_channels=32, upsampler_channels=(32, 32, 64), max_lr=1e-3, ckpt_interval=5, seed=42)
+# synthetic trials labelled with VAE latents, ten per real trial: chosen on val by bench/lowlevel_recipe.py
+DEMO_LOWLEVEL = dict(model_name="demo_lowlevel", batch_size=32, num_epochs=40, hidden_dim=512, n_blocks=2,
+                     map_channels=32, upsampler_channels=(32, 32, 64), max_lr=1e-3, ckpt_interval=5, seed=42,
+                     synthetic_trials=50_000, synthetic_frac=10.0)
 TINY_MINDEYE = dict(num_epochs=1, hidden_dim=32, n_blocks=1, proj_hidden=16, prior_depth=1, prior_heads=2,
                     prior_dim_head=8, batch_size=16)
 TINY_SYNTHETIC = 32  # synthetic trials in a tiny build (the recipe's 50k would take minutes)

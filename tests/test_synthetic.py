@@ -202,3 +202,14 @@ def test_build_demo_final_alone_starts_from_the_bundles_hidden_model_and_uses_sy
     assert meta["data"]["synthetic"]["encoding_features"].startswith("v2: CLIP + low-level")
     assert (out / "mindeye" / "final.safetensors").read_bytes() != before
     assert not (tmp_path / "work" / "train_logs" / "demo_hidden_v2c").exists()  # the hidden model was not retrained
+
+
+def test_build_demo_trains_the_low_level_model_with_the_recipes_synthetic_trials(tiny_stack):
+    """The low-level recipe (build_demo.DEMO_LOWLEVEL) asks for synthetic trials; a tiny build uses TINY_SYNTHETIC
+    of them, labelled with VAE latents (the shipped model's data records the set)."""
+    from mindeye.build_demo import DEMO_LOWLEVEL, TINY_SYNTHETIC
+    meta = json.loads((tiny_stack / "mindeye" / "lowlevel.json").read_text())
+    assert DEMO_LOWLEVEL["synthetic_trials"] > 0
+    assert meta["data"]["synthetic"]["n"] == TINY_SYNTHETIC
+    assert meta["data"]["synthetic"]["per_real_trial"] == DEMO_LOWLEVEL["synthetic_frac"]
+    assert meta["data"]["target_shape"] == [4, 16, 16]
