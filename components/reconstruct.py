@@ -17,8 +17,9 @@ HELP = ("**What am I looking at?** The model read only the brain response to the
         "MindEye predicted CLIP features and drew several guesses; the one whose features best match the "
         "prediction is starred. *img2img strength* 1 draws from scratch; lower values start from the blurry "
         "low-level picture, keeping its layout and colours. Ridge is the classic linear decoder, drawn the same way. "
-        "(The demo's diffusion prior gets the largest object's colour right more often than ridge does and places "
-        "it about as well, but draws it as a rounded blob: ridge keeps shapes a little better; see the README.)")
+        "(On the demo, the low-level picture is the most faithful part, so the validation images chose a low "
+        "strength. Slide towards 1 to see what MindEye's CLIP tokens draw on their own: the object's colour and "
+        "rough place, with rounded shapes and lost small objects; see the README.)")
 
 
 def _img(t):
