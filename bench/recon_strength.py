@@ -60,7 +60,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=10 if quick() else 100, help="the first N val images")
     p.add_argument("--samples", type=int, default=1 if quick() else 3, help="samples per image (second-order pick)")
-    p.add_argument("--strengths", type=float, nargs="+", default=[0.3, 0.5, 0.7, 0.85, 1.0])
+    p.add_argument("--strengths", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.85, 1.0],
+                   help="the grid (0 is left out: it skips the decoder; the low-level picture alone is its own row)")
     p.add_argument("--averages", type=int, nargs="+", default=[1],
                    help="prior draws averaged into each sample's tokens, chosen jointly with the strength (1 = V1)")
     p.add_argument("--steps", type=int, default=V1_STEPS)

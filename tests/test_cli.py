@@ -47,7 +47,8 @@ TRAIN_FLAGS = """model_name data_path subj batch_size hidden clip_variant wandb_
 LOWLEVEL_FLAGS = """model_name data_path subj batch_size num_epochs max_lr lr_scheduler_type ckpt_saving
     ckpt_interval save_at_end resume_from_ckpt seed use_cont cont_model use_reconst use_sobel_loss
     use_blurred_training ups_mode wandb_log wandb_project vae_path bundle out device mixed_precision hidden_dim
-    n_blocks map_channels upsampler_channels ckpt_every_s log_every max_steps""".split()
+    n_blocks map_channels upsampler_channels ckpt_every_s log_every max_steps synthetic_trials synthetic_frac
+    synthetic_images synthetic_features""".split()
 
 
 def test_train_flags_are_the_config_fields_with_their_defaults_and_help():
