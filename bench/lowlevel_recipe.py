@@ -30,8 +30,6 @@ from mindeye.bundle import DEMO_BUNDLE, PROJECT_ROOT, Bundle  # noqa: E402
 VARIANTS = {
     "e20": ("20 epochs, no synthetic trials", {"num_epochs": 20, "synthetic_trials": 0, "synthetic_frac": 1.0}),
     "e40": ("40 epochs, no synthetic trials", {"num_epochs": 40, "synthetic_trials": 0, "synthetic_frac": 1.0}),
-    "syn1_e40": ("40 epochs, 50k synthetic trials, 1 per real trial",
-                 {"num_epochs": 40, "synthetic_trials": 50_000, "synthetic_frac": 1.0}),
     "syn3_e40": ("40 epochs, 50k synthetic trials, 3 per real trial",
                  {"num_epochs": 40, "synthetic_trials": 50_000, "synthetic_frac": 3.0}),
     "syn10_e40": ("40 epochs, 50k synthetic trials, 10 per real trial",

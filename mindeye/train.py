@@ -292,7 +292,8 @@ class Run:
             raise DataError(f"--synthetic_frac should be > 0 with --synthetic_trials, found {cfg.synthetic_frac}")
         embedder = load_embedder(self.variant, self.bundle, cfg.vd_cache_dir)
         # the encoding model reads this CLIP's features: a retrained CLIP must not reuse a cached set
-        clip_sha = file_sha256(Path(embedder.folder) / "model.safetensors") if self.variant == "SceneCLIP" else ""
+        clip_sha = "" if self.variant != "SceneCLIP" else self.data_info.get("clip_sha256") or \
+            file_sha256(Path(embedder.folder) / "model.safetensors")  # a low-level run has not hashed it yet
         key = target_tag(self.fingerprint, self.variant, clip_sha, cfg.hidden, cfg.norm_embs)
         syn = build_synthetic(s, embedder, self.train_ids, self.train_betas, self.train_trials_of, self.val_betas,
                               self.val_ids, n=cfg.synthetic_trials, targets=self.synthetic_targets(embedder),

@@ -54,6 +54,13 @@ def sobel(x: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(gx ** 2 + gy ** 2 + 1e-8)
 
 
+def vae_latents(vae, images, pixel_size: int) -> torch.Tensor:
+    """uint8 images ``[N, H, W, 3]`` -> the VAE's scaled latents, at the VAE's own input size."""
+    from .data.stream import to_model_input
+    with torch.no_grad():
+        return AE.encode(vae, to_model_input(images, pixel_size))
+
+
 class VaeTargets:
     """Synthetic trials' targets for the low-level pipeline (``training.synthetic.SyntheticTargets``): the VAE
     latents of the unseen images, as ``make_targets`` computes them for the seen ones."""
@@ -62,8 +69,7 @@ class VaeTargets:
         self.vae, self.pixel_size, self.key = vae, pixel_size, f"vae {vae_tag}"
 
     def __call__(self, images, x, h, f):
-        from .data.stream import to_model_input
-        return AE.encode(self.vae, to_model_input(images, self.pixel_size))
+        return vae_latents(self.vae, images, self.pixel_size)
 
 
 class LowLevelRun(Run):
@@ -83,7 +89,8 @@ class LowLevelRun(Run):
         self.vae = load_vae(self.cfg, self.bundle)
         self.pixel_size = self.vae.config.sample_size
         cache = cache_root() / "vae_targets"
-        vae_tag = self.vae_tag = hashlib.sha256((json_key(self.vae.config) + self.vae.encoder_sha256).encode()).hexdigest()[:10]
+        key = json_key(self.vae.config) + self.vae.encoder_sha256
+        vae_tag = self.vae_tag = hashlib.sha256(key.encode()).hexdigest()[:10]
         out = []
         for name, ids in (("train", self.train_ids), ("val", self.val_ids), ("test", self.test_ids)):
             path = cache / f"{self.fingerprint}_{vae_tag}_{name}.pt"
@@ -94,12 +101,8 @@ class LowLevelRun(Run):
                 except Exception:
                     path.unlink(missing_ok=True)
             if lat is None:
-                parts = []
-                with torch.no_grad():
-                    for i in range(0, len(ids), 128):
-                        x = to_model_input(self.subject.images(ids[i:i + 128]), self.pixel_size)
-                        parts.append(AE.encode(self.vae, x))
-                lat = torch.cat(parts)
+                lat = torch.cat([vae_latents(self.vae, self.subject.images(ids[i:i + 128]), self.pixel_size)
+                                 for i in range(0, len(ids), 128)])
                 cache.mkdir(parents=True, exist_ok=True)
                 atomic_save(lat, path, torch.save)
             out.append(lat)

@@ -14,9 +14,9 @@ which CLIP embeddings, and overfits them (the train-test gap). Synthetic trials 
    draws repetitions, so the noise has the data's own spatial structure and level.
 
 Each training step then holds ``batch_size`` real trials and ``round(batch_size * synthetic_frac)`` synthetic
-ones, in one loss (contrastive for ``train``; L1 on VAE latents for ``train-lowlevel``, whose targets are the unseen
-images' latents: ``targets`` names what a run learns, ``ClipTargets`` here, ``train_lowlevel.VaeTargets`` there). Val and test stay real trials only. What the encoding model misses (its val
-correlation is logged in the run's data) is what synthetic trials cannot teach.
+ones, in one loss: contrastive for ``train``, L1 on VAE latents for ``train-lowlevel``. ``targets`` names what a
+run learns (``ClipTargets`` here, ``train_lowlevel.VaeTargets`` there). Val and test stay real trials only. What
+the encoding model misses (its val correlation is logged in the run's data) is what synthetic trials cannot teach.
 
 The set is cached per (dataset, CLIP weights, target, N, images) under ``cache/synthetic``.
 """
