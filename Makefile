@@ -47,6 +47,8 @@ bench: venv
 	$(PY) bench/lowlevel_recipe.py
 	$(PY) bench/demo_preset.py
 	$(PY) bench/recon_strength.py
+	$(PY) bench/recon_selection.py
+	$(PY) bench/attribute_probe.py
 	$(PY) bench/recon_table.py
 	$(PY) bench/prior_identity.py
 	$(PY) bench/gpu_real_size.py

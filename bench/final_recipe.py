@@ -1,11 +1,12 @@
 """How the shipped `final` recipe was chosen: each variant of it trained on SimNSD subject 1 and scored on the
 VAL split (300 images, 300-way top-1 image / brain at the epoch that val picks; the test set is not read here).
 
-Every variant starts from the bundle's hidden network, as `build-demo --mindeye_parts final` does, and differs
-from the shipped recipe (build_demo.DEMO_MINDEYE["final"]) only in what its row says. Runs go to
+Every variant starts from the bundle's hidden network, as `build-demo --mindeye_parts final` does, and names every
+setting the variants differ in; the rest is the shipped recipe's (build_demo.DEMO_MINDEYE["final"]), and the row
+equal to it is marked shipped. Runs go to
 runs/bench_final/<variant>; a finished run with the same settings is reused, not trained again.
 
-    .venv/bin/python bench/final_recipe.py [--only shipped,x3]
+    .venv/bin/python bench/final_recipe.py [--only x10_e30,x3]
 
 Writes bench/results/final_recipe.json; ``python bench/readme_tables.py`` puts it in the README.
 """
@@ -21,21 +22,27 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench.machine import machine_info, merge_variant_rows, quick, save_result  # noqa: E402
+from bench.machine import is_shipped, machine_info, merge_variant_rows, quick, save_result  # noqa: E402
 from mindeye.build_demo import DEMO_MINDEYE, finished_run  # noqa: E402
 from mindeye.bundle import DEMO_BUNDLE, PROJECT_ROOT, Bundle  # noqa: E402
 
-# name -> (what differs from the shipped recipe, the settings that differ)
+# name -> (what it is, its settings). Every variant names each setting the variants differ in, so a row means the
+# same run whatever the shipped recipe is; the row whose settings are the recipe's is marked as shipped.
+_E30 = {"num_epochs": 30, "synthetic_trials": 50_000, "synthetic_frac": 10.0, "synthetic_features": "clip_low_level",
+        "init_scope": "trunk_projector"}
 VARIANTS = {
-    "shipped": ("the shipped recipe: trunk + projector from the hidden network, CLIP + low-level encoding model, "
-                "50k scenes x 10 per real trial", {}),
-    "x6": ("6 synthetic per real trial", {"synthetic_frac": 6.0}),
-    "x3": ("3 synthetic per real trial", {"synthetic_frac": 3.0}),
-    "100k": ("100k scenes (x 10)", {"synthetic_trials": 100_000}),
-    "clip_x3": ("CLIP-only encoding model, x 3", {"synthetic_features": "clip", "synthetic_frac": 3.0}),
-    "previous": ("the previous shipped recipe: trunk only, CLIP-only encoding model, x 3",
-                 {"init_scope": "trunk", "synthetic_features": "clip", "synthetic_frac": 3.0}),
-    "no_synthetic": ("no synthetic trials", {"synthetic_trials": 0}),
+    "x10_e30": ("trunk + projector from the hidden network, CLIP + low-level encoding model, 50k scenes x 10 per "
+                "real trial, 30 epochs", _E30),
+    "x6": ("6 synthetic per real trial", {**_E30, "synthetic_frac": 6.0}),
+    "x3": ("3 synthetic per real trial", {**_E30, "synthetic_frac": 3.0}),
+    "100k": ("100k scenes (x 10)", {**_E30, "synthetic_trials": 100_000}),
+    "clip_x3": ("CLIP-only encoding model, x 3", {**_E30, "synthetic_features": "clip", "synthetic_frac": 3.0}),
+    "previous": ("trunk only, CLIP-only encoding model, x 3",
+                 {**_E30, "init_scope": "trunk", "synthetic_features": "clip", "synthetic_frac": 3.0}),
+    "no_synthetic": ("no synthetic trials", {**_E30, "synthetic_trials": 0, "synthetic_frac": 1.0}),
+    "e60": ("60 epochs", {**_E30, "num_epochs": 60}),
+    "x20": ("20 synthetic per real trial", {**_E30, "synthetic_frac": 20.0}),
+    "x20_e60": ("20 synthetic per real trial, 60 epochs", {**_E30, "synthetic_frac": 20.0, "num_epochs": 60}),
 }
 
 
@@ -61,6 +68,7 @@ def main():
     bundle = Bundle.load(DEMO_BUNDLE)
     runs = Path(args.runs)
     recipe = DEMO_MINDEYE["final"][-1]
+    from mindeye.train_config import TrainConfig as _Config
     rows = []
     for name in args.only.split(","):
         what, changes = VARIANTS[name]
@@ -76,6 +84,9 @@ def main():
                      "encoding_val_median_r": synthetic.get("encoding_val_median_r")})
         print(json.dumps(rows[-1]), flush=True)
     rows = merge_variant_rows("final_recipe", rows, VARIANTS)  # a partial run (--only) keeps the others' rows
+    for r in rows:  # a variant's name stands for its settings; a kept row is marked against today's recipe too
+        r["what"], r["changes"] = VARIANTS[r["variant"]]
+        r["shipped"] = is_shipped(r["changes"], recipe, _Config)
     save_result("final_recipe", {"bench": "final_recipe", "subject": bundle.subject,
                                  "protocol": "val split (300 images), 300-way top-1 image / brain at the val-best "
                                              "epoch", "rows": rows, "machine": machine_info()})

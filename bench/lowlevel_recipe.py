@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench.machine import machine_info, merge_variant_rows, quick, save_result  # noqa: E402
+from bench.machine import is_shipped, machine_info, merge_variant_rows, quick, save_result  # noqa: E402
 from mindeye.build_demo import DEMO_LOWLEVEL, finished_run  # noqa: E402
 from mindeye.bundle import DEMO_BUNDLE, PROJECT_ROOT, Bundle  # noqa: E402
 
@@ -35,12 +35,6 @@ VARIANTS = {
     "syn10_e40": ("40 epochs, 50k synthetic trials, 10 per real trial",
                   {"num_epochs": 40, "synthetic_trials": 50_000, "synthetic_frac": 10.0}),
 }
-
-
-def is_shipped(changes: dict) -> bool:
-    """Whether a variant's settings are the shipped recipe's (``DEMO_LOWLEVEL``, then the flags' defaults)."""
-    from mindeye.train_config import LowLevelTrainConfig
-    return all(DEMO_LOWLEVEL.get(k, getattr(LowLevelTrainConfig, k)) == v for k, v in changes.items())
 
 
 def best_val(run_dir: Path) -> dict:
@@ -81,7 +75,7 @@ def main():
         print(json.dumps(rows[-1]), flush=True)
     rows = merge_variant_rows("lowlevel_recipe", rows, VARIANTS)  # a partial run (--only) keeps the others' rows
     for r in rows:  # against today's recipe, also for the rows kept from an earlier run
-        r["shipped"] = is_shipped(r["changes"])
+        r["shipped"] = is_shipped(r["changes"], DEMO_LOWLEVEL, LowLevelTrainConfig)
     save_result("lowlevel_recipe", {"bench": "lowlevel_recipe", "subject": bundle.subject,
                                     "protocol": "val split (first 300 images), PixCorr / SSIM of the decoded "
                                                 "predictions at the val-best epoch (by PixCorr)",

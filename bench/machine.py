@@ -62,13 +62,23 @@ def save_result(name: str, res: dict) -> Path:
     return path
 
 
+def is_shipped(changes: dict, recipe: dict, config_cls) -> bool:
+    """Whether a recipe bench's variant (``changes``: every setting the variants differ in) is the shipped
+    ``recipe``: each setting as the recipe has it, else as the config class defaults it."""
+    return all(recipe.get(k, getattr(config_cls, k)) == v for k, v in changes.items())
+
+
 def merge_variant_rows(name: str, rows: list[dict], variants) -> list[dict]:
     """A recipe bench's rows after a partial run (``--only``): this run's rows, plus the rows of the other variants
-    from its earlier result (variants no longer listed are dropped), in the order of ``variants``."""
+    from its earlier result (variants no longer listed are dropped), in the order of ``variants``. Each row names
+    the machine (and commit) that measured it."""
     import json
+    here = machine_info()
+    rows = [{**r, "machine": here} for r in rows]
     path = result_path(name)
     if path.exists():
+        old = json.loads(path.read_text())
         done = {r["variant"] for r in rows}
-        rows = rows + [r for r in json.loads(path.read_text())["rows"] if r["variant"] not in done
-                       and r["variant"] in variants]
+        rows = rows + [{**r, "machine": r.get("machine", old.get("machine"))} for r in old["rows"]
+                       if r["variant"] not in done and r["variant"] in variants]  # each row keeps who measured it
     return sorted(rows, key=lambda r: list(variants).index(r["variant"]))

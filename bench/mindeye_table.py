@@ -179,6 +179,10 @@ def main():
             if speed_run and not Path(speed_run).is_absolute():
                 speed_run = PROJECT_ROOT / speed_run
             speed_dir = Path(speed_run).parent if speed_run else build_logs / run_name
+            if shipped and speed_run and not (speed_dir / "metrics.jsonl").exists():
+                # the frozen network came from the bundle's own export, not a run folder: it was trained by the
+                # recipe's first stage, whose run build-demo names
+                speed_dir = build_logs / DEMO_MINDEYE[target][0]["model_name"]
             speed = epoch_speed(speed_dir / "metrics.jsonl")
             row = {"subj": subj, "target": target, "target_shape": meta["data"]["target_shape"],
                    "oracle": {"image": summary["oracle_top1_averaged"], "brain": summary["oracle_brain_top1_averaged"]},

@@ -150,6 +150,39 @@ def render_recon_strength(res: dict) -> str:
     return "\n".join(lines)
 
 
+def render_recon_selection(res: dict) -> str:
+    short = {"judge shape_largest": "shape", "judge colour_largest": "colour", "judge count": "count",
+             "judge position_largest_within_0.1": "position", "bundle CLIP 2-way": "CLIP 2-way",
+             "PixCorr (96 px)": "PixCorr"}
+    crit = res["criterion"]
+    lines = ["| strength | second-order pick | " + " | ".join(short.get(k, k) for k in crit)
+             + f" | mean of the {len(crit)} |", "|---|---|" + "---|" * (len(crit) + 1)]
+    for r in res["rows"]:
+        cells = [f"{r['scores'][k]:.3f}" if "PixCorr" in k or "2-way" in k else f"{100 * r['scores'][k]:.0f}%"
+                 for k in crit]
+        lines.append(f"| {r['strength']:g} | {r['pick']} | " + " | ".join(cells) + f" | {r['criterion']:.3f} |")
+    m = res["machine"]
+    lines += ["", f"The first {res['n']} val images of SimNSD subject 1 (never test), {res['samples_per_image']} samples "
+                  f"per image drawn once per strength and picked three ways, {res['steps']} UniPC steps, guidance "
+                  f"{res['guidance']:g}. Measured on {m['cores']} cores ({m['cpu']}) by `bench/recon_selection.py`."]
+    return "\n".join(lines)
+
+
+def render_attribute_probe(res: dict) -> str:
+    attrs = ("shape", "colour", "count")
+    lines = ["| probe input | " + " | ".join(f"{a} of the largest object" if a != "count" else "object count"
+                                          for a in attrs) + " |", "|---|" + "---|" * len(attrs)]
+    for r in res["rows"]:
+        lines.append(f"| {r['input']} | " + " | ".join(f"{100 * r[a]:.0f}%" for a in attrs) + " |")
+    lines.append("| chance (the most frequent class) | " + " | ".join(f"{100 * res['chance'][a]:.0f}%" for a in attrs) + " |")
+    m, ps = res["machine"], res["prior_sampling"]
+    lines += ["", f"Linear probes (logistic regression, C = {res['C']:g}) fitted on SimNSD subject 1's "
+                  f"{res['n_train_images']} train images, scored on the first {res['n']} val images (never test). "
+                  f"Prior sample: {ps['steps']} steps, guidance {ps['guidance_scale']:g}, one draw. Measured on "
+                  f"{m['cores']} cores ({m['cpu']}) by `bench/attribute_probe.py`."]
+    return "\n".join(lines)
+
+
 def render_retrieval_latency(res: dict) -> str:
     lines = [f"| pool | size | search | ms per query (median) | recall@{res['recall_at']} vs exact |", "|---|---|---|---|---|"]
     for r in res["rows"]:
@@ -176,17 +209,27 @@ def render_prior_sampling(res: dict) -> str:
     return "\n".join(lines)
 
 
+def measured_on(res: dict, bench: str) -> str:
+    """"Measured on ..." for a recipe bench whose rows may come from several runs: each machine and commit, with
+    the variants it measured when there is more than one."""
+    groups: dict[tuple, list[str]] = {}
+    for r in res["rows"]:
+        m = r.get("machine") or res["machine"]
+        groups.setdefault((m["cores"], m["cpu"], m["torch_threads"], m["commit"]), []).append(r["variant"])
+    parts = [f"{c} cores ({cpu}, {t} torch threads), commit {commit}"
+             + (f" ({', '.join(v)})" if len(groups) > 1 else "") for (c, cpu, t, commit), v in groups.items()]
+    return f"Measured on {'; '.join(parts)}, by `bench/{bench}.py`."
+
+
 def render_final_recipe(res: dict) -> str:
     lines = ["| variant | val top-1, image / brain | val-best epoch | encoding model: median val voxel r | s / epoch |",
              "|---|---|---|---|---|"]
     for r in res["rows"]:
         v = r["val"]
-        bold = "**" if r["variant"] == "shipped" else ""
-        lines.append(f"| {r['what']} | {bold}{100 * v['image']:.1f} / {100 * v['brain']:.1f}{bold} | {v['epoch']} "
+        bold = "**" if r.get("shipped") else ""
+        lines.append(f"| {r['what']}" + (" (shipped)" if r.get("shipped") else "") + f" | {bold}{100 * v['image']:.1f} / {100 * v['brain']:.1f}{bold} | {v['epoch']} "
                      f"| {_f(r.get('encoding_val_median_r'), '.3f')} | {_f(v.get('seconds_per_epoch'))} |")
-    m = res["machine"]
-    lines += ["", f"SimNSD subject {res['subject']}, {res['protocol']}. Measured on {m['cores']} cores ({m['cpu']}, "
-                  f"{m['torch_threads']} torch threads), commit {m['commit']}, by `bench/final_recipe.py`."]
+    lines += ["", f"SimNSD subject {res['subject']}, {res['protocol']}. {measured_on(res, 'final_recipe')}"]
     return "\n".join(lines)
 
 
@@ -200,9 +243,7 @@ def render_lowlevel_recipe(res: dict) -> str:
         lines.append(f"| {what} | {bold}{v['pixcorr']:.3f}{bold} | {v['ssim']:.3f} | {v['epoch']} of {v['epochs']} "
                      f"| {_f(v.get('seconds_per_epoch'))} | {_f(v['train_seconds'] / 60, '.0f')} min"
                      + (f" (+ {build / 60:.0f} min for the synthetic set)" if build else "") + " |")
-    m = res["machine"]
-    lines += ["", f"SimNSD subject {res['subject']}, {res['protocol']}. Measured on {m['cores']} cores ({m['cpu']}, "
-                  f"{m['torch_threads']} torch threads), commit {m['commit']}, by `bench/lowlevel_recipe.py`."]
+    lines += ["", f"SimNSD subject {res['subject']}, {res['protocol']}. {measured_on(res, 'lowlevel_recipe')}"]
     return "\n".join(lines)
 
 
@@ -314,7 +355,9 @@ def render_build_times(res: dict) -> str:
 
 RENDERERS = {"load_test": render_load_test, "app_figures": render_app_figures, "prior_sampling": render_prior_sampling, "prior_identity": render_prior_identity, "final_recipe": render_final_recipe, "lowlevel_recipe": render_lowlevel_recipe, "retrieval_latency": render_retrieval_latency, "mindeye_table": render_mindeye_table, "simnsd_oracle": render_simnsd_oracle,
              "demo_preset": render_demo_preset, "recon_table": render_recon_table,
-             "recon_strength": render_recon_strength, "build_times": render_build_times,
+             "recon_strength": render_recon_strength, "recon_selection": render_recon_selection,
+             "attribute_probe": render_attribute_probe,
+             "build_times": render_build_times,
              "vision_stack": render_vision_stack}
 
 
@@ -330,7 +373,7 @@ def generated_readme(text: str) -> str:
 
 
 # the order the benches run in (make bench)
-ORDER = ("simnsd_oracle", "mindeye_table", "final_recipe", "lowlevel_recipe", "demo_preset", "recon_strength", "recon_table", "gpu_real_size", "retrieval_latency",
+ORDER = ("simnsd_oracle", "mindeye_table", "final_recipe", "lowlevel_recipe", "demo_preset", "recon_strength", "recon_selection", "attribute_probe", "recon_table", "gpu_real_size", "retrieval_latency",
          "app_figures", "load_test", "prior_sampling", "prior_identity", "build_times", "vision_stack")
 
 

@@ -45,11 +45,10 @@ BANK_SIZE = 60_000  # scenes rendered once and shared by the vision stack's stag
 # outputs for the 5700 train images (bench/prior_identity.py); with them its val denoising loss fell from 0.150 to
 # 0.137 and one sample's val top-1 rose from 39% to 43% (cosine 0.702 to 0.704, the same draw).
 # "final" starts its trunk and its (per-token) projector from the hidden network: 65 x 128 targets teach the
-# trunk more per image than one 128-d embedding. It also trains on synthetic trials of 50k unseen scenes, 10 per
+# trunk more per image than one 128-d embedding. It also trains on synthetic trials of 50k unseen scenes, 20 per
 # real trial in each batch (training/synthetic.py), whose responses an encoding model of CLIP and low-level
-# features predicts. Val top-1 on one machine: 81.7 / 82.7; 3 per real trial 75.7 / 82.0, 6 78.7 / 82.0, 100k
-# scenes x 10 81.0 / 84.0 (a tie at twice the set); the previous recipe (trunk only, a CLIP-only encoding
-# model, x 3) 70.7 / 74.7, with the projector 72.0 / 77.0; without synthetic trials (another machine) 63.7 / 70.3.
+# features predicts, for 60 epochs. Both halves of that were chosen on val by bench/final_recipe.py (its README
+# table has every variant): more synthetic trials per real one and more epochs each helped, and together most.
 _ME = dict(use_image_aug=False, batch_size=32, hidden_dim=512, n_blocks=2, proj_hidden=256, max_lr=1e-3,
            ckpt_interval=5, seed=42)
 _PRIOR = dict(prior_depth=2, prior_heads=4, prior_dim_head=32)  # stage 1 trains no prior: these only name its shape
@@ -59,9 +58,9 @@ DEMO_MINDEYE = {
                dict(_ME, **_PRIOR_STAGE2, model_name="demo_hidden", hidden=True, prior=True, num_epochs=30, v2c=False,
                     mixup_pct=0.0, train_reps="subset", init_backbone="demo_hidden_v2c", freeze_backbone=True,
                     synthetic_trials=50_000, synthetic_frac=1.0)],
-    "final": [dict(_ME, model_name="demo_final", hidden=False, prior=False, num_epochs=30, train_reps="subset",
+    "final": [dict(_ME, model_name="demo_final", hidden=False, prior=False, num_epochs=60, train_reps="subset",
                    init_backbone="demo_hidden_v2c", init_scope="trunk_projector", synthetic_trials=50_000,
-                   synthetic_frac=10.0)],
+                   synthetic_frac=20.0)],
 }
 MINDEYE_PARTS = (*DEMO_MINDEYE, "lowlevel")  # what the mindeye stage can train
 # synthetic trials labelled with VAE latents, ten per real trial: chosen on val by bench/lowlevel_recipe.py

@@ -84,11 +84,14 @@ def test_the_prior_identity_table_puts_ridge_in_its_caption_not_in_a_column():
 
 
 def test_exactly_one_low_level_variant_is_the_shipped_recipe_and_the_table_marks_it():
-    from bench.lowlevel_recipe import VARIANTS, is_shipped
+    from bench.lowlevel_recipe import VARIANTS
+    from bench.machine import is_shipped
     from bench.readme_tables import render_lowlevel_recipe
-    shipped = [name for name, (_, changes) in VARIANTS.items() if is_shipped(changes)]
+    from mindeye.build_demo import DEMO_LOWLEVEL
+    from mindeye.train_config import LowLevelTrainConfig
+    shipped = [name for name, (_, changes) in VARIANTS.items() if is_shipped(changes, DEMO_LOWLEVEL, LowLevelTrainConfig)]
     assert len(shipped) == 1  # the recipe build-demo trains is one of the rows, and only one
-    assert not is_shipped({"num_epochs": -1})
+    assert not is_shipped({"num_epochs": -1}, DEMO_LOWLEVEL, LowLevelTrainConfig)
     val = {"epoch": 3, "epochs": 4, "pixcorr": 0.7, "ssim": 0.6, "train_seconds": 600.0, "seconds_per_epoch": 9.0}
     res = {"subject": 1, "protocol": "val", "machine": {"cores": 2, "cpu": "x", "torch_threads": 2, "commit": "abc"},
            "rows": [{"variant": "a", "what": "plain", "val": val, "shipped": False},
@@ -99,14 +102,37 @@ def test_exactly_one_low_level_variant_is_the_shipped_recipe_and_the_table_marks
     assert "10 min (+ 5 min for the synthetic set)" in table and "3 of 4" in table
 
 
-def test_a_partial_recipe_bench_run_keeps_the_other_variants_rows_in_order(tmp_path, monkeypatch):
+def test_a_partial_recipe_bench_run_keeps_the_other_variants_rows_in_order_with_who_measured_them(tmp_path,
+                                                                                                   monkeypatch):
     import json
 
     import bench.machine as machine
     old = tmp_path / "x.json"
-    old.write_text(json.dumps({"rows": [{"variant": "a", "v": 1}, {"variant": "b", "v": 1}, {"variant": "gone", "v": 1}]}))
+    old.write_text(json.dumps({"machine": "then", "rows": [{"variant": "a", "v": 1}, {"variant": "b", "v": 1},
+                                                           {"variant": "gone", "v": 1}]}))
     monkeypatch.setattr(machine, "result_path", lambda name: old)
+    monkeypatch.setattr(machine, "machine_info", lambda: "now")
     rows = machine.merge_variant_rows("x", [{"variant": "b", "v": 2}, {"variant": "c", "v": 2}], ["c", "a", "b"])
-    assert rows == [{"variant": "c", "v": 2}, {"variant": "a", "v": 1}, {"variant": "b", "v": 2}]
+    assert rows == [{"variant": "c", "v": 2, "machine": "now"}, {"variant": "a", "v": 1, "machine": "then"},
+                    {"variant": "b", "v": 2, "machine": "now"}]
     monkeypatch.setattr(machine, "result_path", lambda name: tmp_path / "none.json")
-    assert machine.merge_variant_rows("x", [{"variant": "a"}], ["a", "b"]) == [{"variant": "a"}]
+    assert machine.merge_variant_rows("x", [{"variant": "a"}], ["a", "b"]) == [{"variant": "a", "machine": "now"}]
+
+
+def test_exactly_one_final_variant_is_the_shipped_recipe_and_the_table_marks_it():
+    from bench.final_recipe import VARIANTS
+    from bench.machine import is_shipped
+    from bench.readme_tables import render_final_recipe
+    from mindeye.build_demo import DEMO_MINDEYE
+    from mindeye.train_config import TrainConfig
+    recipe = DEMO_MINDEYE["final"][-1]
+    shipped = [name for name, (_, changes) in VARIANTS.items() if is_shipped(changes, recipe, TrainConfig)]
+    assert len(shipped) == 1  # the recipe build-demo trains is one of the rows, and only one
+    keys = {k for _, changes in VARIANTS.values() for k in changes}
+    assert all(set(changes) == keys for _, changes in VARIANTS.values())  # each names every setting varied
+    val = {"epoch": 30, "image": 0.8, "brain": 0.82, "train_seconds": 300.0, "seconds_per_epoch": 10.0}
+    res = {"subject": 1, "protocol": "val", "machine": {"cores": 2, "cpu": "x", "torch_threads": 2, "commit": "abc"},
+           "rows": [{"variant": "a", "what": "plain", "val": val, "shipped": False},
+                    {"variant": "b", "what": "longer", "val": {**val, "image": 0.83}, "shipped": True}]}
+    table = render_final_recipe(res)
+    assert "| longer (shipped) | **83.0 / 82.0** |" in table and "| plain | 80.0 / 82.0 |" in table

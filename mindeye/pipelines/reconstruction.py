@@ -3,8 +3,11 @@
 voxels -> BrainNetwork -> diffusion prior (sampled) -> CLIP hidden tokens -> unCLIP decoder (Versatile
 Diffusion's image-variation UNet, or the demo's), with img2img from the low-level model's picture
 (voxels -> VAE latents -> VAE decoder) at ``strength`` (V1's convention: the fraction of the denoising schedule
-that runs; 1 = no img2img, start from noise). ``n`` samples per trial are drawn in one batch and V1's
-second-order selection picks the one whose CLIP tokens are nearest the brain-predicted tokens.
+that runs; 1 = no img2img, start from noise). ``n`` samples per trial are drawn in one batch and a second-order
+selection keeps one: the sample whose CLIP tokens are nearest the tokens it was drawn from (the prior's sample),
+i.e. the one the decoder rendered most faithfully. V1 instead keeps the sample nearest the BrainNetwork's
+projector output (src/utils.py, ``reconstruction``); on SimNSD's val split that pick scored no better than ours
+(bench/recon_selection.py), so ours stays, and it serves ridge and the true tokens, which have no projector.
 
 The same drawing path serves every source of hidden tokens (``HiddenSource``): MindEye's prior
 (``PriorHidden``), the ridge baseline (``RidgeHidden``), and the true image's tokens (``TrueHidden``, the
@@ -96,7 +99,7 @@ class TrueHidden:
 class Reconstruction:
     samples: torch.Tensor  # [B, n, 3, H, W] in [0, 1]
     best: np.ndarray  # [B] index of the second-order pick among the n samples
-    selection_scores: torch.Tensor  # [B, n] cosine(sample's CLIP tokens, brain-predicted tokens)
+    selection_scores: torch.Tensor  # [B, n] cosine(sample's CLIP tokens, the tokens it was drawn from)
     lowlevel: torch.Tensor | None  # [B, 3, h, w] the low-level model's picture (img2img init), or None
     hidden: torch.Tensor  # [B, n, T, D] the tokens each sample was drawn from
     strength: float
@@ -158,7 +161,7 @@ class ReconstructionPipeline:
                                       init_images=init, img2img_strength=float(strength), seed=int(seed),
                                       progress=progress)
         samples = samples.view(b, n_, *samples.shape[1:])
-        # V1's second-order selection: the sample whose CLIP tokens are nearest the brain-predicted ones
+        # second-order selection: the sample whose CLIP tokens are nearest the tokens it was drawn from
         emb = self.embedder.hidden(samples.flatten(0, 1), normalize=True).float().cpu()
         sel = F.cosine_similarity(emb.flatten(1), hidden.reshape(b * n_, -1).float().cpu(), dim=1).view(b, n_)
         return Reconstruction(samples, sel.argmax(1).numpy(), sel, low, hidden, float(strength), self.source.name)
