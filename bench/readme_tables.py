@@ -122,22 +122,28 @@ def render_recon_table(res: dict) -> str:
     return "\n".join(lines)
 
 
+RECON_SHORT = {"judge shape_largest": "shape", "judge colour_largest": "colour", "judge count": "count",
+               "judge position_largest_within_0.1": "position", "bundle CLIP 2-way": "CLIP 2-way",
+               "PixCorr (96 px)": "PixCorr"}
+
+
+def recon_cells(scores: dict, keys) -> list[str]:
+    """A reconstruction score per key as the tables print it: similarities to 3 places, judge rates in %."""
+    return [f"{scores[k]:.3f}" if "PixCorr" in k or "2-way" in k else f"{100 * scores[k]:.0f}%" for k in keys]
+
+
 def render_recon_strength(res: dict) -> str:
-    short = {"judge shape_largest": "shape", "judge colour_largest": "colour", "judge count": "count",
-             "judge position_largest_within_0.1": "position", "bundle CLIP 2-way": "CLIP 2-way",
-             "PixCorr (96 px)": "PixCorr"}
     crit = res["criterion"]
     averaged = len(res.get("averages", [1])) > 1  # a column for the prior draws averaged, when more than one k was tried
     lines = ["| source | " + ("prior draws averaged | " if averaged else "") + "strength | "
-             + " | ".join(short.get(k, k) for k in crit) + f" | background | mean of the {len(crit)} (the rule) |",
+             + " | ".join(RECON_SHORT.get(k, k) for k in crit) + f" | background | mean of the {len(crit)} (the rule) |",
              "|---|---|" + ("---|" if averaged else "") + "---|" * (len(crit) + 2)]
     for r in res["rows"]:
         chosen = (r["source"] == "mindeye" and r["strength"] == res["chosen_strength"]
                   and r.get("prior_average", 1) == res.get("chosen_average", 1))
         strength = "-" if r["strength"] is None else f"{r['strength']:g}" + (" (chosen)" if chosen else "")
         k = ("-" if r["strength"] is None else str(r.get("prior_average", 1))) if averaged else None
-        cells = [f"{r['scores'][k_]:.3f}" if "PixCorr" in k_ or "2-way" in k_ else f"{100 * r['scores'][k_]:.0f}%"
-                 for k_ in crit]
+        cells = recon_cells(r["scores"], crit)
         mean = f"**{r['criterion']:.3f}**" if chosen else f"{r['criterion']:.3f}"
         lines.append(f"| {r['source']} | " + (f"{k} | " if averaged else "") + f"{strength} | " + " | ".join(cells)
                      + f" | {100 * r['scores']['judge background']:.0f}% | {mean} |")
@@ -151,15 +157,11 @@ def render_recon_strength(res: dict) -> str:
 
 
 def render_recon_selection(res: dict) -> str:
-    short = {"judge shape_largest": "shape", "judge colour_largest": "colour", "judge count": "count",
-             "judge position_largest_within_0.1": "position", "bundle CLIP 2-way": "CLIP 2-way",
-             "PixCorr (96 px)": "PixCorr"}
     crit = res["criterion"]
-    lines = ["| strength | second-order pick | " + " | ".join(short.get(k, k) for k in crit)
+    lines = ["| strength | second-order pick | " + " | ".join(RECON_SHORT.get(k, k) for k in crit)
              + f" | mean of the {len(crit)} |", "|---|---|" + "---|" * (len(crit) + 1)]
     for r in res["rows"]:
-        cells = [f"{r['scores'][k]:.3f}" if "PixCorr" in k or "2-way" in k else f"{100 * r['scores'][k]:.0f}%"
-                 for k in crit]
+        cells = recon_cells(r["scores"], crit)
         lines.append(f"| {r['strength']:g} | {r['pick']} | " + " | ".join(cells) + f" | {r['criterion']:.3f} |")
     m = res["machine"]
     lines += ["", f"The first {res['n']} val images of SimNSD subject 1 (never test), {res['samples_per_image']} samples "

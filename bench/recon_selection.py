@@ -27,9 +27,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from bench.machine import machine_info, quick, save_result  # noqa: E402
-from bench.recon_strength import CRITERION, criterion  # noqa: E402
-from mindeye.data.stream import to_model_input  # noqa: E402
-from mindeye.engine import Model, Source, get_engine  # noqa: E402
+from bench.recon_strength import CRITERION, criterion, val_inputs  # noqa: E402
 from mindeye.evaluation import evaluate_reconstructions  # noqa: E402
 from mindeye.pipelines.settings import V1_GUIDANCE, V1_STEPS  # noqa: E402
 
@@ -42,13 +40,7 @@ def main():
     p.add_argument("--samples", type=int, default=4 if quick() else 16, help="samples per image (V1: 16)")
     p.add_argument("--strengths", type=float, nargs="+", default=[0.5, 0.85])
     args = p.parse_args()
-    e = get_engine()
-    clip, judge = e.model(Model.CLIP), e.model(Model.JUDGE)
-    betas, ids = e.data.averaged("val")
-    voxels, ids = torch.from_numpy(betas[:args.n]), ids[:args.n]
-    originals = to_model_input(e.data.images(ids), 96)
-    labels = e.data.labels(ids)
-    pipe = e.pipeline(Source.MINDEYE)
+    clip, judge, voxels, originals, labels, pipe = val_inputs(args.n)
     t0 = time.time()
     hidden = [pipe.source.hidden(voxels[i:i + 10], args.samples, torch.Generator("cpu").manual_seed(i))
               for i in range(0, args.n, 10)]  # the draws a pipeline call with seed=i makes

@@ -47,6 +47,16 @@ def criterion(scores: dict) -> float:
     return sum(scores[k] for k in CRITERION) / len(CRITERION)
 
 
+def val_inputs(n: int):
+    """What a val reconstruction bench scores with: ``(clip, judge, voxels [n, V], originals [n, 3, 96, 96], labels,
+    MindEye's pipeline)`` for the first ``n`` val images (repetition-averaged betas)."""
+    e = get_engine()
+    betas, ids = e.data.averaged("val")
+    voxels, ids = torch.from_numpy(betas[:n]), ids[:n]
+    return (e.model(Model.CLIP), e.model(Model.JUDGE), voxels, to_model_input(e.data.images(ids), 96),
+            e.data.labels(ids), e.pipeline(Source.MINDEYE))
+
+
 def record_choice(model_json: Path, res: dict) -> None:
     """Write this bench's choice into a hidden model's .json (atomically), for ``Engine.default_strength`` and the
     engine's prior sampling (``prior_average``, when more than one k was tried)."""
@@ -68,13 +78,7 @@ def main():
     p.add_argument("--guidance", type=float, default=V1_GUIDANCE)
     p.add_argument("--no-write", dest="write", action="store_false", help="do not update the model's .json")
     args = p.parse_args()
-    e = get_engine()
-    clip, judge = e.model(Model.CLIP), e.model(Model.JUDGE)
-    betas, ids = e.data.averaged("val")
-    voxels, ids = torch.from_numpy(betas[:args.n]), ids[:args.n]
-    originals = to_model_input(e.data.images(ids), 96)
-    labels = e.data.labels(ids)
-    pipe = e.pipeline(Source.MINDEYE)
+    clip, judge, voxels, originals, labels, pipe = val_inputs(args.n)
     rows = []
     for average in args.averages:
         source = PriorHidden(pipe.source.prior, pipe.source.steps, pipe.source.guidance_scale, average=average)
@@ -106,7 +110,7 @@ def main():
     print(f"chosen strength {best['strength']:g}, prior draws averaged {best['prior_average']} "
           f"(criterion {best['criterion']:.3f})")
     if args.write and not quick():  # a quick run (10 images) never sets the shipped model's default
-        js = e.model_path(Model.HIDDEN).with_suffix(".json")
+        js = get_engine().model_path(Model.HIDDEN).with_suffix(".json")
         record_choice(js, res)
         print(f"updated {js}")
 
