@@ -68,7 +68,6 @@ def main():
     bundle = Bundle.load(DEMO_BUNDLE)
     runs = Path(args.runs)
     recipe = DEMO_MINDEYE["final"][-1]
-    from mindeye.train_config import TrainConfig as _Config
     rows = []
     for name in args.only.split(","):
         what, changes = VARIANTS[name]
@@ -86,7 +85,7 @@ def main():
     rows = merge_variant_rows("final_recipe", rows, VARIANTS)  # a partial run (--only) keeps the others' rows
     for r in rows:  # a variant's name stands for its settings; a kept row is marked against today's recipe too
         r["what"], r["changes"] = VARIANTS[r["variant"]]
-        r["shipped"] = is_shipped(r["changes"], recipe, _Config)
+        r["shipped"] = is_shipped(r["changes"], recipe, TrainConfig)
     save_result("final_recipe", {"bench": "final_recipe", "subject": bundle.subject,
                                  "protocol": "val split (300 images), 300-way top-1 image / brain at the val-best "
                                              "epoch", "rows": rows, "machine": machine_info()})
