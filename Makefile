@@ -44,11 +44,13 @@ bench: venv
 	$(PY) bench/simnsd_oracle.py
 	$(PY) bench/mindeye_table.py
 	$(PY) bench/final_recipe.py
+	$(PY) bench/final_alternatives.py
 	$(PY) bench/lowlevel_recipe.py
 	$(PY) bench/demo_preset.py
 	$(PY) bench/recon_strength.py
 	$(PY) bench/recon_selection.py
 	$(PY) bench/attribute_probe.py
+	$(PY) bench/decoder_cond_noise.py
 	$(PY) bench/recon_table.py
 	$(PY) bench/prior_identity.py
 	$(PY) bench/gpu_real_size.py

@@ -185,6 +185,36 @@ def render_attribute_probe(res: dict) -> str:
     return "\n".join(lines)
 
 
+def render_final_alternatives(res: dict) -> str:
+    lines = ["| tried on the shipped final model | val top-1, image / brain |", "|---|---|"]
+    for i, r in enumerate(res["rows"]):
+        cell = f"{100 * r['image']:.1f} / {100 * r['brain']:.1f}"
+        lines.append(f"| {r['variant']} | {'**' + cell + '**' if i == 0 else cell} |")
+    m = res["machine"]
+    lines += ["", f"SimNSD subject 1, val split ({res['n']} images), 300-way top-1 image / brain. Measured on "
+                  f"{m['cores']} cores ({m['cpu']}) by `bench/final_alternatives.py`."]
+    return "\n".join(lines)
+
+
+def render_decoder_cond_noise(res: dict) -> str:
+    crit = res["criterion"]
+    cases = [k for k in res["rows"][0] if isinstance(res["rows"][0][k], dict)]
+    lines = ["| decoder | tokens drawn from | " + " | ".join(RECON_SHORT.get(k, k) for k in crit) + " |",
+             "|---|---|" + "---|" * len(crit)]
+    for r in res["rows"]:
+        name = {"shipped": "shipped (no fine-tune)"}.get(r["decoder"], f"{r['decoder']}: {r['finetune_steps']} more "
+                                                                      f"steps, cond_noise {r['cond_noise']:g}")
+        for case in cases:
+            lines.append(f"| {name} | {case} | " + " | ".join(recon_cells(r[case], crit)) + " |")
+    m = res["machine"]
+    lines += ["", f"The first {res['n']} val images of SimNSD subject 1 (never test); {res['sampling']}. One prior "
+                  f"sample's RMS error against the true tokens: {res['prior_rms_error']:g} (the tokens' own RMS: "
+                  f"{res['token_rms']:g}); cond_noise = {res['noise_mult']:g} x that. Both fine-tunes start from the "
+                  f"shipped decoder at learning rate {res['finetune_lr']:g} on freshly rendered training scenes. "
+                  f"Measured on {m['cores']} cores ({m['cpu']}) by `bench/decoder_cond_noise.py`."]
+    return "\n".join(lines)
+
+
 def render_retrieval_latency(res: dict) -> str:
     lines = [f"| pool | size | search | ms per query (median) | recall@{res['recall_at']} vs exact |", "|---|---|---|---|---|"]
     for r in res["rows"]:
@@ -358,7 +388,7 @@ def render_build_times(res: dict) -> str:
 RENDERERS = {"load_test": render_load_test, "app_figures": render_app_figures, "prior_sampling": render_prior_sampling, "prior_identity": render_prior_identity, "final_recipe": render_final_recipe, "lowlevel_recipe": render_lowlevel_recipe, "retrieval_latency": render_retrieval_latency, "mindeye_table": render_mindeye_table, "simnsd_oracle": render_simnsd_oracle,
              "demo_preset": render_demo_preset, "recon_table": render_recon_table,
              "recon_strength": render_recon_strength, "recon_selection": render_recon_selection,
-             "attribute_probe": render_attribute_probe,
+             "attribute_probe": render_attribute_probe, "final_alternatives": render_final_alternatives, "decoder_cond_noise": render_decoder_cond_noise,
              "build_times": render_build_times,
              "vision_stack": render_vision_stack}
 
@@ -375,7 +405,7 @@ def generated_readme(text: str) -> str:
 
 
 # the order the benches run in (make bench)
-ORDER = ("simnsd_oracle", "mindeye_table", "final_recipe", "lowlevel_recipe", "demo_preset", "recon_strength", "recon_selection", "attribute_probe", "recon_table", "gpu_real_size", "retrieval_latency",
+ORDER = ("simnsd_oracle", "mindeye_table", "final_recipe", "final_alternatives", "lowlevel_recipe", "demo_preset", "recon_strength", "recon_selection", "attribute_probe", "decoder_cond_noise", "recon_table", "gpu_real_size", "retrieval_latency",
          "app_figures", "load_test", "prior_sampling", "prior_identity", "build_times", "vision_stack")
 
 
