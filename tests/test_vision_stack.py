@@ -252,6 +252,33 @@ def test_token_grid_decoder_trains_saves_loads_and_decodes(tmp_path):
         unet_input(again.unet, torch.zeros(1, 4, 16, 16), torch.zeros(1, 65, 32))
 
 
+def test_decoder_finetune_starts_from_init_trains_on_streamed_scenes_and_leaves_init_untouched():
+    """``init`` fine-tunes a copy of a decoder's UNet; freshly rendered scenes (no bank) train it (the batch stream
+    computes its encodings without grad but must not switch grad off for the step); ``cond_noise`` changes what
+    the UNet sees, so the same seed trains different weights with and without it."""
+    from mindeye.data.stream import SceneBank
+    from mindeye.models import autoencoder as AE
+    from mindeye.models.decoder import DecoderTrainConfig, train_decoder
+    torch.manual_seed(0)
+    clip, vae = tiny_clip(), AE.build_vae((16, 16, 32)).eval()
+    _, img, _, _ = render_batch(range(4))
+    bank = SceneBank((to_model_input(img) * 255).round().byte().permute(0, 2, 3, 1).numpy(), first_id=0, seed=0)
+    base, _ = train_decoder(DecoderTrainConfig(steps=1, batch_size=2, block_out_channels=(32, 32, 64)), clip, vae,
+                            log=lambda s: None, bank=bank)
+    before = {k: v.clone() for k, v in base.unet.state_dict().items()}
+
+    def finetune(noise):
+        cfg = DecoderTrainConfig(steps=2, batch_size=2, lr=1e-3, cond_noise=noise, log_every=1)
+        dec, meta = train_decoder(cfg, clip, vae, log=lambda s: None, workers=0, init=base)
+        assert meta["train"]["cond_noise"] == noise
+        return dec.unet.state_dict()
+
+    clean, noised = finetune(0.0), finetune(0.5)
+    assert all(torch.equal(before[k], v) for k, v in base.unet.state_dict().items()), "init was modified"
+    assert any(not torch.equal(before[k], v) for k, v in clean.items()), "the fine-tune did not train"
+    assert any(not torch.equal(clean[k], v) for k, v in noised.items()), "cond_noise had no effect"
+
+
 # ---------------------------------------------------------------- judge
 
 def test_judge_predicts_labels_in_the_scene_format_and_scores_perfect_predictions(images, tmp_path):

@@ -176,6 +176,10 @@ class DecoderTrainConfig:
     batch_size: int = 32
     lr: float = 1e-3
     cond_drop: float = 0.1
+    # conditioning augmentation (as cascaded diffusion models noise their low-resolution condition, Ho et al. 2022):
+    # each sample's normalised tokens get Gaussian noise of std u * cond_noise, u ~ U(0, 1), so the decoder learns
+    # to draw from tokens as far off as a brain-predicted draw (bench/decoder_cond_noise.py measures that distance)
+    cond_noise: float = 0.0
     min_snr_gamma: float = 5.0
     block_out_channels: tuple = (64, 128, 192)
     attention_head_dim: int = 32
@@ -239,21 +243,28 @@ def _stream_batches(clip, vae, cfg, g, workers):
                          first_id=VISION_ID_BASE + DECODER_ID_OFFSET)
     dev = next(vae.parameters()).device
     for x in loader(stream, workers):
-        with torch.no_grad():
+        with torch.no_grad():  # (yielding inside the block would leave grad off for the caller's training step)
             x = x.to(dev)
-            yield clip.hidden(x).cpu(), AE.encode(vae, x, sample=True, generator=g if dev.type == "cpu" else None).cpu()
+            batch = clip.hidden(x).cpu(), AE.encode(vae, x, sample=True, generator=g if dev.type == "cpu" else None).cpu()
+        yield batch
 
 
 def train_decoder(cfg: DecoderTrainConfig, clip, vae, log=print, workers: int = 1, bank=None,
-                  device="cpu") -> tuple[UnclipDecoder, dict]:
+                  device="cpu", init: UnclipDecoder | None = None) -> tuple[UnclipDecoder, dict]:
     """Train the small image-variation UNet on ``clip.hidden`` of scenes (v-prediction, min-SNR): a cached
-    ``SceneBank`` when given, else freshly rendered scenes."""
+    ``SceneBank`` when given, else freshly rendered scenes. ``init``: fine-tune that decoder's UNet (a copy) instead
+    of starting from random weights; ``cfg``'s architecture fields are then ignored."""
+    import copy
+
     from diffusers import UniPCMultistepScheduler
     torch.manual_seed(cfg.seed)
-    vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
-    latent_size = vae.config.sample_size // vae_scale
-    unet = build_unet(clip.embed_dim, latent_size, vae.config.latent_channels, cfg.block_out_channels,
-                      cfg.attention_head_dim, cfg.token_grid)
+    if init is not None:
+        unet = copy.deepcopy(init.unet).float().requires_grad_(True)
+    else:
+        vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
+        latent_size = vae.config.sample_size // vae_scale
+        unet = build_unet(clip.embed_dim, latent_size, vae.config.latent_channels, cfg.block_out_channels,
+                          cfg.attention_head_dim, cfg.token_grid)
     noise_sched = training_scheduler()
     alphas = noise_sched.alphas_cumprod
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.01)
@@ -268,6 +279,9 @@ def train_decoder(cfg: DecoderTrainConfig, clip, vae, log=print, workers: int = 
 
     def step_fn(step, batch):
         cond, z0 = batch
+        if cfg.cond_noise > 0:
+            level = torch.rand(len(cond), 1, 1, generator=g) * cfg.cond_noise
+            cond = cond + level.to(cond.device) * torch.randn(cond.shape, generator=g).to(cond.device)
         cond = cond * scale
         drop = (torch.rand(len(z0), generator=g) < cfg.cond_drop).to(z0.device)  # draws on the CPU: one stream
         cond = torch.where(drop[:, None, None], torch.zeros_like(cond), cond)
