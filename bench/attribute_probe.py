@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench.machine import machine_info, quick, save_result  # noqa: E402
+from bench.recon_strength import prior_draw  # noqa: E402
 from mindeye.data.stream import to_model_input  # noqa: E402
 from mindeye.engine import Model, Source, get_engine  # noqa: E402
 
@@ -74,8 +75,7 @@ def main():
     voxels = probe(train_b, y_train, {"voxels": val_b}, y_val)
     v = torch.from_numpy(val_b)
     prior = e.pipeline(Source.MINDEYE).source
-    sample = torch.cat([prior.hidden(v[i:i + 25], 1, torch.Generator("cpu").manual_seed(i))[:, 0]
-                        for i in range(0, args.n, 25)])
+    sample = prior_draw(prior, v)[:, 0]
     ridge = e.pipeline(Source.RIDGE).source.hidden(v, 1, None)[:, 0]
     toks = probe(tokens(train_ids), y_train, {"true tokens": tokens(val_ids), "ridge tokens": ridge.flatten(1).numpy(),
                                               "one prior sample": sample.flatten(1).numpy()}, y_val)

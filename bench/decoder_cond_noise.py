@@ -35,7 +35,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from bench.machine import machine_info, quick, save_result  # noqa: E402
-from bench.recon_strength import CRITERION, val_inputs  # noqa: E402
+from bench.recon_strength import CRITERION, prior_draw, val_inputs  # noqa: E402
 from mindeye.bundle import PROJECT_ROOT  # noqa: E402
 from mindeye.engine import get_engine  # noqa: E402
 from mindeye.evaluation import evaluate_reconstructions  # noqa: E402
@@ -44,12 +44,6 @@ from mindeye.pipelines.reconstruction import TrueHidden  # noqa: E402
 
 NOISE_MULT = 1.5  # cond_noise = 1.5 sigma: u ~ U(0, 1) then spans clean tokens to 1.5x a prior sample's error
 FINETUNE_LR = 2e-4  # a fifth of the from-scratch peak: a fine-tune, not a restart
-
-
-def prior_draw(pipe, voxels: torch.Tensor) -> torch.Tensor:
-    """One prior sample per image ``[n, 1, T, D]``, the draws a pipeline call with seed=i makes per 25 images."""
-    return torch.cat([pipe.source.hidden(voxels[i:i + 25], 1, torch.Generator("cpu").manual_seed(i))
-                      for i in range(0, len(voxels), 25)])
 
 
 def score(pipe, decoder, voxels, hidden, strength, originals, clip, judge, labels) -> dict:
@@ -84,7 +78,7 @@ def main():
     shipped = pipe.decoder
     with torch.no_grad():
         true = TrueHidden(clip, originals).hidden(voxels, 1, None)
-        sample = prior_draw(pipe, voxels)
+        sample = prior_draw(pipe.source, voxels)
     sigma = float((sample - true).pow(2).mean().sqrt())
     token_rms = float(true.pow(2).mean().sqrt())
     print(f"prior sample RMS error {sigma:.4f} (tokens' RMS {token_rms:.4f})", flush=True)

@@ -38,6 +38,7 @@ from mindeye.bundle import DEMO_BUNDLE, PROJECT_ROOT  # noqa: E402
 from mindeye.checkpoints import load_any  # noqa: E402
 from mindeye.engine import Model, get_engine  # noqa: E402
 from mindeye.metrics import retrieval_report  # noqa: E402
+from mindeye.models.voxel2clip import brain_network  # noqa: E402
 
 FINETUNE = {"num_epochs": 10, "lr_fraction": 0.1, "mixup_pct": 0.0}
 
@@ -48,9 +49,9 @@ def top1(pred: torch.Tensor, target: torch.Tensor) -> dict:
 
 
 def embed(model, betas: np.ndarray) -> torch.Tensor:
-    v2c = model.voxel2clip if hasattr(model, "voxel2clip") else model
     with torch.no_grad():
-        return F.normalize(v2c(torch.from_numpy(np.ascontiguousarray(betas, np.float32)))[1].flatten(1), dim=-1)
+        out = brain_network(model)(torch.from_numpy(np.ascontiguousarray(betas, np.float32)))[1]
+    return F.normalize(out.flatten(1), dim=-1)
 
 
 def main():
@@ -94,7 +95,7 @@ def main():
         kw = {**recipe, "model_name": name, "out": str(PROJECT_ROOT / "runs" / "bench_final_alt"),
               "bundle": str(DEMO_BUNDLE), "init_backbone": str(run), "init_scope": "model",
               "synthetic_trials": 0, "synthetic_frac": 1.0, "num_epochs": FINETUNE["num_epochs"],
-              "max_lr": recipe.get("max_lr", 1e-3) * FINETUNE["lr_fraction"], "mixup_pct": FINETUNE["mixup_pct"],
+              "max_lr": recipe["max_lr"] * FINETUNE["lr_fraction"], "mixup_pct": FINETUNE["mixup_pct"],
               "ckpt_every_s": 1e9}
         train(TrainConfig(**kw), log=lambda *a: None)
         metrics = [json.loads(x) for x in (Path(kw["out"]) / name / "metrics.jsonl").read_text().splitlines()]

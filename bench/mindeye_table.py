@@ -42,6 +42,7 @@ from mindeye.data.splits import selection_split  # noqa: E402
 from mindeye.metrics import retrieval_report  # noqa: E402
 from mindeye.models.ridge import RidgeModel  # noqa: E402
 from mindeye.models.scene_clip import SceneCLIP  # noqa: E402
+from mindeye.models.voxel2clip import brain_network  # noqa: E402
 from mindeye.train import TrainConfig, clip_targets, file_sha256, train  # noqa: E402
 
 TARGETS = ("hidden", "final")
@@ -170,7 +171,7 @@ def main():
             else:
                 ceiling = ridge_noise_free_ceiling(s, trn, tst, train_ids, test_ids)
             model, meta = load_model(stems[target], expect={"subject": subj, "fingerprint": s.fingerprint()})
-            v2c = model.voxel2clip if hasattr(model, "voxel2clip") else model
+            v2c = brain_network(model)
             with torch.no_grad():
                 proj = v2c(torch.from_numpy(test_b))[1]
             mindeye = retrieval_report(proj, tst)

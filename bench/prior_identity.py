@@ -43,6 +43,7 @@ from mindeye.checkpoints import load_any  # noqa: E402
 from mindeye.engine import Model, get_engine  # noqa: E402
 from mindeye.metrics import top1_identification  # noqa: E402
 from mindeye.models.embedders import normalize_hidden  # noqa: E402
+from mindeye.models.voxel2clip import brain_network  # noqa: E402
 
 MEANS_OF = (2, 4, 8)
 PICK_OF = 16  # samples per image for the two picks: by the projected tokens, and by the truth (an oracle)
@@ -64,7 +65,7 @@ def diagnose(model, betas: torch.Tensor, true: torch.Tensor, train_betas: torch.
         g = torch.Generator().manual_seed(seed)
         return normalize_hidden(model.sample(brain_tokens, steps=steps, guidance_scale=guidance, generator=g).float())
     t0 = time.time()
-    network = getattr(model, "voxel2clip", model)
+    network = brain_network(model)
     backbone, projected = network(betas)  # once: every sample below reads the same brain tokens
     out = {"projected": scores(projected, true), "backbone": scores(backbone, true)}
     if network is model:  # a BrainNetwork alone: no prior to sample

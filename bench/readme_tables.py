@@ -122,6 +122,12 @@ def render_recon_table(res: dict) -> str:
     return "\n".join(lines)
 
 
+def measured_by(res: dict, bench: str) -> str:
+    """The tables' closing sentence: the machine in ``res`` and the bench script that measured it."""
+    m = res["machine"]
+    return f"Measured on {m['cores']} cores ({m['cpu']}) by `bench/{bench}.py`."
+
+
 RECON_SHORT = {"judge shape_largest": "shape", "judge colour_largest": "colour", "judge count": "count",
                "judge position_largest_within_0.1": "position", "bundle CLIP 2-way": "CLIP 2-way",
                "PixCorr (96 px)": "PixCorr"}
@@ -147,12 +153,11 @@ def render_recon_strength(res: dict) -> str:
         mean = f"**{r['criterion']:.3f}**" if chosen else f"{r['criterion']:.3f}"
         lines.append(f"| {r['source']} | " + (f"{k} | " if averaged else "") + f"{strength} | " + " | ".join(cells)
                      + f" | {100 * r['scores']['judge background']:.0f}% | {mean} |")
-    m = res["machine"]
     lines += ["", f"The first {res['n']} val images of SimNSD subject 1 (never test), {res['samples_per_image']} samples "
                   f"per image (second-order pick), {res['steps']} UniPC steps, guidance {res['guidance']:g}. Judge "
                   f"rates are of the largest object (position within 0.1)."
                   + (" A sample's tokens are the mean of k prior draws." if averaged else "")
-                  + f" Measured on {m['cores']} cores ({m['cpu']}) by `bench/recon_strength.py`."]
+                  + " " + measured_by(res, "recon_strength")]
     return "\n".join(lines)
 
 
@@ -163,10 +168,9 @@ def render_recon_selection(res: dict) -> str:
     for r in res["rows"]:
         cells = recon_cells(r["scores"], crit)
         lines.append(f"| {r['strength']:g} | {r['pick']} | " + " | ".join(cells) + f" | {r['criterion']:.3f} |")
-    m = res["machine"]
     lines += ["", f"The first {res['n']} val images of SimNSD subject 1 (never test), {res['samples_per_image']} samples "
                   f"per image drawn once per strength and picked three ways, {res['steps']} UniPC steps, guidance "
-                  f"{res['guidance']:g}. Measured on {m['cores']} cores ({m['cpu']}) by `bench/recon_selection.py`."]
+                  f"{res['guidance']:g}. " + measured_by(res, "recon_selection")]
     return "\n".join(lines)
 
 
@@ -177,11 +181,11 @@ def render_attribute_probe(res: dict) -> str:
     for r in res["rows"]:
         lines.append(f"| {r['input']} | " + " | ".join(f"{100 * r[a]:.0f}%" for a in attrs) + " |")
     lines.append("| chance (the most frequent class) | " + " | ".join(f"{100 * res['chance'][a]:.0f}%" for a in attrs) + " |")
-    m, ps = res["machine"], res["prior_sampling"]
+    ps = res["prior_sampling"]
     lines += ["", f"Linear probes (logistic regression, C = {res['C']:g}) fitted on SimNSD subject 1's "
                   f"{res['n_train_images']} train images, scored on the first {res['n']} val images (never test). "
-                  f"Prior sample: {ps['steps']} steps, guidance {ps['guidance_scale']:g}, one draw. Measured on "
-                  f"{m['cores']} cores ({m['cpu']}) by `bench/attribute_probe.py`."]
+                  f"Prior sample: {ps['steps']} steps, guidance {ps['guidance_scale']:g}, one draw. "
+                  + measured_by(res, "attribute_probe")]
     return "\n".join(lines)
 
 
@@ -190,9 +194,8 @@ def render_final_alternatives(res: dict) -> str:
     for i, r in enumerate(res["rows"]):
         cell = f"{100 * r['image']:.1f} / {100 * r['brain']:.1f}"
         lines.append(f"| {r['variant']} | {'**' + cell + '**' if i == 0 else cell} |")
-    m = res["machine"]
-    lines += ["", f"SimNSD subject 1, val split ({res['n']} images), 300-way top-1 image / brain. Measured on "
-                  f"{m['cores']} cores ({m['cpu']}) by `bench/final_alternatives.py`."]
+    lines += ["", f"SimNSD subject 1, val split ({res['n']} images), 300-way top-1 image / brain. "
+                  + measured_by(res, "final_alternatives")]
     return "\n".join(lines)
 
 
@@ -206,12 +209,11 @@ def render_decoder_cond_noise(res: dict) -> str:
                                                                       f"steps, cond_noise {r['cond_noise']:g}")
         for case in cases:
             lines.append(f"| {name} | {case} | " + " | ".join(recon_cells(r[case], crit)) + " |")
-    m = res["machine"]
     lines += ["", f"The first {res['n']} val images of SimNSD subject 1 (never test); {res['sampling']}. One prior "
                   f"sample's RMS error against the true tokens: {res['prior_rms_error']:g} (the tokens' own RMS: "
                   f"{res['token_rms']:g}); cond_noise = {res['noise_mult']:g} x that. Both fine-tunes start from the "
                   f"shipped decoder at learning rate {res['finetune_lr']:g} on freshly rendered training scenes. "
-                  f"Measured on {m['cores']} cores ({m['cpu']}) by `bench/decoder_cond_noise.py`."]
+                  + measured_by(res, "decoder_cond_noise")]
     return "\n".join(lines)
 
 
@@ -235,9 +237,8 @@ def render_prior_sampling(res: dict) -> str:
             (" (V1)" if (r["steps"], r["guidance_scale"]) == (100, 1.0) else "")
         lines.append(f"| {r['steps']}{mark} | {r['guidance_scale']:g} | {r['val_token_cosine']:.3f} "
                      f"| {100 * r[f'val_{n}way_top1']:.0f}% | {r['seconds']:.0f} |")
-    m = res["machine"]
     lines += ["", f"The shipped hidden model ({res['model']}), the first {n} val images, seed {res['seed']}; chance "
-                  f"{100 / n:.0f}%. Measured on {m['cores']} cores ({m['cpu']}) by `bench/prior_sampling.py`."]
+                  f"{100 / n:.0f}%. " + measured_by(res, "prior_sampling")]
     return "\n".join(lines)
 
 

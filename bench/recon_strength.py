@@ -57,6 +57,13 @@ def val_inputs(n: int):
             e.data.labels(ids), e.pipeline(Source.MINDEYE))
 
 
+def prior_draw(source, voxels: torch.Tensor, per_call: int = 25) -> torch.Tensor:
+    """One prior sample per image ``[n, 1, T, D]`` from a ``HiddenSource``: the draws a pipeline call with seed=i
+    makes for ``per_call`` images from i."""
+    return torch.cat([source.hidden(voxels[i:i + per_call], 1, torch.Generator("cpu").manual_seed(i))
+                      for i in range(0, len(voxels), per_call)])
+
+
 def record_choice(model_json: Path, res: dict) -> None:
     """Write this bench's choice into a hidden model's .json (atomically), for ``Engine.default_strength`` and the
     engine's prior sampling (``prior_average``, when more than one k was tried)."""

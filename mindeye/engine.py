@@ -333,8 +333,9 @@ class Engine:
     def retrieve_voxels(self, voxels: np.ndarray, k: int = 6, target: str = "final"):
         """The test images nearest a brain response's predicted embedding: ``(image ids [k], scores [k])``."""
         import torch
+        from .models.voxel2clip import brain_network
         m = self.model(Model.FINAL if target == "final" else Model.HIDDEN)
-        v2c = getattr(m, "voxel2clip", None) or m
+        v2c = brain_network(m)
         p = next(v2c.parameters())
         with torch.no_grad():
             q = v2c(torch.as_tensor(np.atleast_2d(voxels)).to(p.device, p.dtype))[1].float().cpu()
@@ -592,8 +593,9 @@ class Engine:
         key = f"brain_{target}"
         with self._lock:
             if key not in self._models:
+                from .models.voxel2clip import brain_network
                 m = self.model(Model.FINAL if target == "final" else Model.HIDDEN)
-                v2c = getattr(m, "voxel2clip", None) or m
+                v2c = brain_network(m)
                 p = next(v2c.parameters())
                 with torch.no_grad():
                     self._models[key] = torch.cat([v2c(torch.from_numpy(self.test_betas[i:i + EMBED_BATCH])

@@ -31,6 +31,11 @@ class Voxel2ClipConfig:
     drop_block: float = 0.15
 
 
+def brain_network(model: nn.Module) -> nn.Module:
+    """The ``BrainNetwork`` of a MindEye model: its ``voxel2clip`` when it has a diffusion prior, else the model."""
+    return getattr(model, "voxel2clip", None) or model
+
+
 class BrainNetwork(nn.Module):
     """Residual MLP mapping flattened voxels to ``clip_tokens`` CLIP-sized tokens."""
 
