@@ -1,16 +1,16 @@
 """Does conditioning augmentation teach the decoder to draw from brain-predicted tokens? Fine-tunes on VAL only.
 
-The shipped decoder was trained on clean SceneCLIP tokens. A prior sample of a val image is far from them (its
+The shipped decoder was trained on clean SceneCLIP tokens (a base trained with ``cond_noise`` is skipped). A prior sample of a val image is far from them (its
 elementwise RMS error is about three quarters of the tokens' own RMS), and the judge reads the largest object's shape
 in its reconstructions at about a quarter of the true-token rate, while a linear probe still reads about half
 (bench/attribute_probe.py). Noising the TRUE tokens to the same RMS error costs about as much. So this bench fine-tunes
-the shipped decoder twice from the same weights, for the same steps on the same freshly rendered training scenes:
+the bundle's decoder (the base) twice from the same weights, for the same steps on the same freshly rendered training scenes:
 
 - ``clean``: as it was trained (the control: what more steps alone do);
 - ``noised``: each sample's tokens get Gaussian noise of std ``u * NOISE_MULT * sigma``, u ~ U(0, 1), where
   ``sigma`` is the prior samples' RMS error measured on the first N val images (the one number read from val).
 
-and scores the shipped, clean and noised decoders on the first N val images: one prior sample per image (the
+and scores the base, clean and noised decoders on the first N val images: one prior sample per image (the
 shipped sampling), at strength 1 (the decoder alone) and 0.5 (half of the low-level picture), and from the true
 tokens (what the decoder gives up on clean tokens). No test image is read.
 
@@ -22,6 +22,7 @@ Writes bench/results/decoder_cond_noise.json.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -54,13 +55,25 @@ def score(pipe, decoder, voxels, hidden, strength, originals, clip, judge, label
     return {k: round(float(s[k]), 4) for k in CRITERION}
 
 
-def finetuned(name: str, cfg: DecoderTrainConfig, shipped: UnclipDecoder, clip, runs: Path) -> tuple[UnclipDecoder, dict]:
+def weights_sha256(decoder_dir: Path) -> str:
+    """The base UNet's weights, so a cached fine-tune is reused only for the decoder it started from."""
+    h = hashlib.sha256()
+    for f in sorted((decoder_dir / "image_unet").glob("*.safetensors")):
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def finetuned(name: str, cfg: DecoderTrainConfig, base: UnclipDecoder, base_sha: str, clip,
+              runs: Path) -> tuple[UnclipDecoder, dict]:
     out = runs / name
-    settings = {"train": asdict(cfg) | {"block_out_channels": list(cfg.block_out_channels)}}
     done = out / "finetune.json"
-    if done.exists() and json.loads(done.read_text())["train"] == settings["train"]:
-        return UnclipDecoder.from_pretrained(out), json.loads(done.read_text())
-    dec, meta = train_decoder(cfg, clip, shipped.vae, log=lambda *a: None, init=shipped)
+    if done.exists():
+        meta = json.loads(done.read_text())
+        if meta["train"] == asdict(cfg) | {"block_out_channels": list(cfg.block_out_channels)} \
+                and meta.get("init_sha256") == base_sha:
+            return UnclipDecoder.from_pretrained(out), meta
+    dec, meta = train_decoder(cfg, clip, base.vae, log=lambda *a: None, init=base)
+    meta["init_sha256"] = base_sha
     dec.save_pretrained(out, fp16=False)
     (out / "finetune.json").write_text(json.dumps(meta, indent=1) + "\n")
     return UnclipDecoder.from_pretrained(out), meta
@@ -74,25 +87,32 @@ def main():
     args = p.parse_args()
     t0 = time.time()
     e = get_engine()
+    base_dir = e.model_path("decoder")
+    base = DecoderTrainConfig(**json.loads((base_dir / "train_meta.json").read_text())["train"])
+    if base.cond_noise > 0:  # the experiment needs a base that never saw noised tokens; the result file stays
+        print(f"skipped: the bundle's decoder ({base_dir}) was itself trained with cond_noise {base.cond_noise:g}; "
+              "this bench fine-tunes a decoder trained on clean tokens only (bench/results/decoder_cond_noise.json "
+              "keeps the last such measurement, with its commit)")
+        return
     clip, judge, voxels, originals, labels, pipe = val_inputs(args.n)
-    shipped = pipe.decoder
+    base_decoder = pipe.decoder
     with torch.no_grad():
         true = TrueHidden(clip, originals).hidden(voxels, 1, None)
         sample = prior_draw(pipe.source, voxels)
     sigma = float((sample - true).pow(2).mean().sqrt())
     token_rms = float(true.pow(2).mean().sqrt())
     print(f"prior sample RMS error {sigma:.4f} (tokens' RMS {token_rms:.4f})", flush=True)
-    base = DecoderTrainConfig(**json.loads((e.model_path("decoder") / "train_meta.json").read_text())["train"])
+    base_cond_noise, base_sha = base.cond_noise, weights_sha256(base_dir)
     base = replace(base, steps=args.steps, lr=FINETUNE_LR, block_out_channels=tuple(base.block_out_channels),
                    log_every=max(1, args.steps // 10))
     variants = {"clean": replace(base, cond_noise=0.0), "noised": replace(base, cond_noise=round(NOISE_MULT * sigma, 4))}
-    decoders, rows = {"shipped": (shipped, None)}, []
+    decoders, rows = {"base": (base_decoder, None)}, []
     for name, cfg in variants.items():
         t1 = time.time()
-        decoders[name] = finetuned(name, cfg, shipped, clip, Path(args.runs))
+        decoders[name] = finetuned(name, cfg, base_decoder, base_sha, clip, Path(args.runs))
         print(f"{name}: fine-tuned in {time.time() - t1:.0f} s", flush=True)
     for name, (dec, meta) in decoders.items():
-        row = {"decoder": name, "cond_noise": 0.0 if meta is None else meta["train"]["cond_noise"],
+        row = {"decoder": name, "cond_noise": base_cond_noise if meta is None else meta["train"]["cond_noise"],
                "finetune_steps": 0 if meta is None else meta["train"]["steps"],
                "finetune_seconds": None if meta is None else meta.get("train_seconds")}
         for label, hidden, s in (("prior sample, strength 1", sample, 1.0),
@@ -101,10 +121,10 @@ def main():
             row[label] = score(pipe, dec, voxels, hidden, s, originals, clip, judge, labels)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    pipe.decoder = shipped
+    pipe.decoder = base_decoder
     save_result("decoder_cond_noise", {
         "bench": "decoder_cond_noise", "split": "val", "n": args.n, "prior_rms_error": round(sigma, 4),
-        "token_rms": round(token_rms, 4), "noise_mult": NOISE_MULT, "finetune_lr": FINETUNE_LR,
+        "token_rms": round(token_rms, 4), "base_sha256": base_sha, "noise_mult": NOISE_MULT, "finetune_lr": FINETUNE_LR,
         "steps": args.steps, "criterion": list(CRITERION), "sampling": "one sample per image, 20 steps, guidance 3.5",
         "rows": rows, "seconds": round(time.time() - t0, 1), "machine": machine_info()})
 

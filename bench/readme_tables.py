@@ -205,14 +205,15 @@ def render_decoder_cond_noise(res: dict) -> str:
     lines = ["| decoder | tokens drawn from | " + " | ".join(RECON_SHORT.get(k, k) for k in crit) + " |",
              "|---|---|" + "---|" * len(crit)]
     for r in res["rows"]:
-        name = {"shipped": "shipped (no fine-tune)"}.get(r["decoder"], f"{r['decoder']}: {r['finetune_steps']} more "
-                                                                      f"steps, cond_noise {r['cond_noise']:g}")
+        name = (f"base: the bundle's decoder at commit {res['machine']['commit']} (cond_noise {r['cond_noise']:g})"
+                if r["decoder"] in ("base", "shipped") else
+                f"{r['decoder']}: {r['finetune_steps']} more steps, cond_noise {r['cond_noise']:g}")
         for case in cases:
             lines.append(f"| {name} | {case} | " + " | ".join(recon_cells(r[case], crit)) + " |")
     lines += ["", f"The first {res['n']} val images of SimNSD subject 1 (never test); {res['sampling']}. One prior "
                   f"sample's RMS error against the true tokens: {res['prior_rms_error']:g} (the tokens' own RMS: "
                   f"{res['token_rms']:g}); cond_noise = {res['noise_mult']:g} x that. Both fine-tunes start from the "
-                  f"shipped decoder at learning rate {res['finetune_lr']:g} on freshly rendered training scenes. "
+                  f"base decoder at learning rate {res['finetune_lr']:g} on freshly rendered training scenes. "
                   + measured_by(res, "decoder_cond_noise")]
     return "\n".join(lines)
 

@@ -11,6 +11,11 @@ background is left out: it is near 100% everywhere). It is written into the hidd
 sliders start there, ``reconstruct`` uses it without ``--img2img_strength``, and ``bench/recon_table.py`` uses it on
 test. Rerun this after retraining the hidden model (and after ``bench/prior_sampling.py``, whose settings it uses).
 
+First it measures how far each brain source's tokens sit from the val images' true tokens (elementwise RMS: one
+prior sample per draw, and ridge's prediction) and writes that into the same .json ("token_noise_level"). A decoder
+trained with a noise-level input (``DecoderTrainConfig.level_input``) is told it when drawing from that source; the
+draws below already use it. Other decoders ignore it.
+
     .venv/bin/python bench/recon_strength.py [--n 100] [--samples 3] [--strengths 0.3 0.5 0.7 0.85 1] [--averages 1]
                                              [--no-write]
 
@@ -35,7 +40,7 @@ from mindeye.checkpoints import record_in_meta  # noqa: E402
 from mindeye.data.stream import to_model_input  # noqa: E402
 from mindeye.engine import Model, Source, get_engine  # noqa: E402
 from mindeye.evaluation import evaluate_reconstructions  # noqa: E402
-from mindeye.pipelines.reconstruction import PriorHidden  # noqa: E402
+from mindeye.pipelines.reconstruction import PriorHidden, TrueHidden  # noqa: E402
 from mindeye.pipelines.settings import V1_GUIDANCE, V1_STEPS  # noqa: E402
 
 # the scores the chosen strength maximises (their mean): the ones the reconstruction bars name
@@ -64,11 +69,22 @@ def prior_draw(source, voxels: torch.Tensor, per_call: int = 25) -> torch.Tensor
                       for i in range(0, len(voxels), per_call)])
 
 
+def rms_error(hidden: torch.Tensor, true: torch.Tensor) -> float:
+    """Elementwise RMS distance of token sets ``[B, n, T, D]`` from the true tokens ``[B, 1, T, D]``."""
+    return float((hidden - true).pow(2).mean().sqrt())
+
+
 def record_choice(model_json: Path, res: dict) -> None:
     """Write this bench's choice into a hidden model's .json (atomically), for ``Engine.default_strength`` and the
     engine's prior sampling (``prior_average``, when more than one k was tried)."""
     chosen_on = f"val split, {res['n']} images, mean of {len(res['criterion'])} scores (bench/recon_strength.py)"
     record_in_meta(model_json, "img2img_strength", {"strength": res["chosen_strength"], "chosen_on": chosen_on})
+    levels = res.get("token_noise_level")
+    if levels:
+        record_in_meta(model_json, "token_noise_level", {
+            "mindeye": levels["mindeye"][str(res.get("chosen_average", 1))], "ridge": levels["ridge"],
+            "measured_on": f"val split, {res['n']} images, elementwise RMS against the true tokens "
+                           "(bench/recon_strength.py)"})
     if len(res.get("averages", [1])) > 1:
         record_in_meta(model_json, "prior_average", {"k": res["chosen_average"], "chosen_on": chosen_on})
 
@@ -86,6 +102,10 @@ def main():
     p.add_argument("--no-write", dest="write", action="store_false", help="do not update the model's .json")
     args = p.parse_args()
     clip, judge, voxels, originals, labels, pipe = val_inputs(args.n)
+    with torch.no_grad():
+        true = TrueHidden(clip, originals).hidden(voxels, 1, None)
+        ridge = get_engine().pipeline(Source.RIDGE).source.hidden(voxels, 1, None)
+    levels = {"mindeye": {}, "ridge": round(rms_error(ridge, true), 4)}
     rows = []
     for average in args.averages:
         source = PriorHidden(pipe.source.prior, pipe.source.steps, pipe.source.guidance_scale, average=average)
@@ -93,10 +113,13 @@ def main():
         hidden = [source.hidden(voxels[i:i + 10], args.samples, torch.Generator("cpu").manual_seed(i))
                   for i in range(0, args.n, 10)]  # the draws a pipeline call with seed=i makes
         prior_seconds = time.time() - t0
+        level = levels["mindeye"][str(average)] = round(rms_error(torch.cat(hidden), true), 4)
+        print(f"prior draws (k = {average}): token RMS error {level:.4f}; ridge {levels['ridge']:.4f}", flush=True)
         for s in args.strengths:
             t0 = time.time()
             picked = torch.cat([pipe.draw(voxels[i:i + 10], h, strength=s, steps=args.steps, guidance=args.guidance,
-                                          seed=i).picked for i, h in zip(range(0, args.n, 10), hidden)])
+                                          seed=i, noise_level=level).picked
+                                for i, h in zip(range(0, args.n, 10), hidden)])
             scores = evaluate_reconstructions(picked, originals, clip, judge, labels)
             scores = {k: v for k, v in scores.items() if isinstance(v, (int, float))}
             rows.append({"source": "mindeye", "prior_average": average, "strength": s, "scores": scores,
@@ -112,6 +135,7 @@ def main():
     res = {"bench": "recon_strength", "split": "val", "n": args.n, "samples_per_image": args.samples,
            "steps": args.steps, "guidance": args.guidance, "criterion": list(CRITERION), "averages": args.averages,
            "chosen_strength": best["strength"], "chosen_average": best["prior_average"], "rows": rows, "seed": 0,
+           "token_noise_level": levels, "decoder_takes_noise_level": bool(pipe.decoder.takes_noise_level),
            "machine": machine_info()}
     save_result("recon_strength", res)
     print(f"chosen strength {best['strength']:g}, prior draws averaged {best['prior_average']} "

@@ -526,6 +526,13 @@ class Engine:
     def _lowlevel(self):
         return self.model(Model.LOWLEVEL) if Model.LOWLEVEL.value in self.bundle.models else None
 
+    def token_noise_level(self, source: Source) -> float:
+        """How far a brain source's tokens sit from the true ones (elementwise RMS on val, written into the hidden
+        model's .json by bench/recon_strength.py), told to a decoder trained with a noise-level input; 0 when
+        not measured (the decoder then draws them as if they were exact)."""
+        meta = getattr(self.model(Model.HIDDEN), "meta", {}) if Model.HIDDEN.value in self.bundle.models else {}
+        return float(meta.get("token_noise_level", {}).get(Source(source).value, 0.0))
+
     def pipeline(self, source: Source = Source.MINDEYE):
         """The reconstruction pipeline for a source of hidden tokens (models stay resident)."""
         from .pipelines.reconstruction import PriorHidden, ReconstructionPipeline, RidgeHidden
@@ -542,9 +549,10 @@ class Engine:
                     meta = getattr(m, "meta", {})
                     chosen = meta.get("prior_sampling", {})
                     hidden = PriorHidden(m, steps=chosen.get("steps"), guidance_scale=chosen.get("guidance_scale", 1.0),
-                                         average=int(meta.get("prior_average", {}).get("k", 1)))
+                                         average=int(meta.get("prior_average", {}).get("k", 1)),
+                                         noise_level=self.token_noise_level(Source.MINDEYE))
                 else:
-                    hidden = RidgeHidden(self.ridge())
+                    hidden = RidgeHidden(self.ridge(), noise_level=self.token_noise_level(Source.RIDGE))
                 self._pipelines[source] = ReconstructionPipeline(hidden, self.model(Model.DECODER), self.model(Model.CLIP),
                                                                  self._lowlevel())
             return self._pipelines[source]

@@ -31,18 +31,21 @@ def test_the_engine_uses_v1s_strength_until_the_val_bench_records_one_then_the_r
     assert e.pipeline().source.average == 1
 
 
-def test_a_prior_average_chosen_on_val_is_what_the_engine_samples_with(tiny_stack, tmp_path):
+def test_a_prior_average_and_token_error_measured_on_val_are_what_the_engine_samples_with(tiny_stack, tmp_path):
     import shutil
 
     from bench.recon_strength import record_choice
     from mindeye.bundle import Bundle
-    from mindeye.engine import Engine, Model
+    from mindeye.engine import Engine, Model, Source
     bundle = shutil.copytree(tiny_stack, tmp_path / "demo")
     e = Engine(Bundle.load(bundle), log=lambda *a: None)
     record_choice(e.model_path(Model.HIDDEN).with_suffix(".json"),
-                  {"chosen_strength": 1.0, "chosen_average": 4, "averages": [1, 4], "n": 100, "criterion": ["a"]})
+                  {"chosen_strength": 1.0, "chosen_average": 4, "averages": [1, 4], "n": 100, "criterion": ["a"],
+                   "token_noise_level": {"mindeye": {"1": 0.07, "4": 0.05}, "ridge": 0.06}})
     fresh = Engine(Bundle.load(bundle), log=lambda *a: None)
     assert fresh.pipeline().source.average == 4 and fresh.default_strength()[0] == 1.0
+    # the token error measured for the chosen k is what the decoder is told for MindEye's draws; ridge its own
+    assert fresh.pipeline().source.noise_level == 0.05 and fresh.pipeline(Source.RIDGE).source.noise_level == 0.06
 
 
 def test_the_strength_rule_is_the_mean_of_the_six_bar_scores_without_background():

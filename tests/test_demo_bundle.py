@@ -87,6 +87,20 @@ def test_shipped_mindeye_models_were_trained_by_the_recipe_build_demo_names(js):
     assert not differ, f"{js.name}: recipe (build_demo.py) vs shipped run: {differ}"
 
 
+@pytest.mark.skipif("decoder" not in bundle.models, reason="decoder not shipped")
+def test_shipped_decoder_was_trained_by_the_recipe_build_demo_names():
+    """``build-demo --stages decoder`` must rebuild what ships: the shipped UNet's training settings (its
+    train_meta.json; a setting added since then reads as its default) are the decoder stage's recipe."""
+    import dataclasses
+    from mindeye.build_demo import _configs
+    from mindeye.models.decoder import DecoderTrainConfig
+    recipe = json.loads(json.dumps(dataclasses.asdict(_configs(tiny=False, seed=0)["decoder"])))
+    trained = json.loads((PROJECT_ROOT / bundle.models["decoder"] / "train_meta.json").read_text())["train"]
+    trained = {**json.loads(json.dumps(dataclasses.asdict(DecoderTrainConfig()))), **trained}
+    differ = {k: (v, trained[k]) for k, v in recipe.items() if trained[k] != v and k != "log_every"}
+    assert not differ, f"decoder recipe (build_demo.py) vs shipped UNet (recipe, shipped): {differ}"
+
+
 def test_shipped_metadata_names_no_path_of_the_machine_that_built_it():
     """Bundles are relocatable: every path in the shipped JSON files is relative to the project."""
     from pathlib import PurePosixPath

@@ -80,6 +80,26 @@ def test_draw_decodes_given_tokens_as_a_call_does(engine):
     assert torch.equal(r.samples, again.samples) and np.array_equal(r.best, again.best)
 
 
+def test_each_source_tells_the_decoder_how_far_off_its_tokens_are(tiny_stack, monkeypatch):
+    """The brain sources' token errors measured on val (the hidden model's .json) reach the decoder's
+    ``noise_level``; true tokens are exact (0); ``draw`` can override the level for tokens from elsewhere."""
+    from mindeye.bundle import Bundle
+    from mindeye.engine import Engine, Model, Source
+    eng = Engine(Bundle.load(tiny_stack), log=lambda *a: None)
+    hidden = eng.model(Model.HIDDEN)
+    assert eng.token_noise_level(Source.MINDEYE) == 0.0, "not measured: drawn as exact tokens"
+    monkeypatch.setattr(hidden, "meta", {**getattr(hidden, "meta", {}),
+                                         "token_noise_level": {"mindeye": 0.06, "ridge": 0.04}}, raising=False)
+    dec, seen = eng.model(Model.DECODER), []
+    decode = dec.decode
+    monkeypatch.setattr(dec, "decode", lambda *a, **k: (seen.append(k["noise_level"]), decode(*a, **k))[1])
+    for source in (Source.MINDEYE, Source.RIDGE, Source.TRUE):
+        eng.reconstruct([0], source, strength=1.0, n=1, steps=2)
+    r = eng.reconstruct([0], Source.MINDEYE, strength=1.0, n=1, steps=2)
+    eng.pipeline(Source.MINDEYE).draw(eng.test_betas[:1], r.hidden, strength=1.0, steps=2, noise_level=0.0)
+    assert seen == [0.06, 0.04, 0.0, 0.06, 0.0]
+
+
 @pytest.mark.parametrize("kw, match", [(dict(strength=7), "strength"), (dict(n=10**6), "samples"),
                                        (dict(steps=0), "steps"), (dict(guidance=0.1), "guidance")])
 def test_bad_settings_are_named(engine, kw, match):

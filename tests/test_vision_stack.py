@@ -279,6 +279,55 @@ def test_decoder_finetune_starts_from_init_trains_on_streamed_scenes_and_leaves_
     assert any(not torch.equal(clean[k], v) for k, v in noised.items()), "cond_noise had no effect"
 
 
+
+def test_condition_levels_are_uniform_up_to_cond_noise_with_the_clean_share_exactly_zero():
+    from mindeye.models.decoder import DecoderTrainConfig, condition_levels
+    g = torch.Generator().manual_seed(0)
+    lv = condition_levels(20_000, DecoderTrainConfig(cond_noise=0.1, cond_clean_frac=0.5), g)
+    assert abs((lv == 0).float().mean().item() - 0.5) < 0.02
+    noised = lv[lv > 0]
+    assert noised.max() <= 0.1 and abs(noised.mean().item() - 0.05) < 0.002  # U(0, 0.1)
+    assert (condition_levels(1000, DecoderTrainConfig(cond_noise=0.1), g) > 0).all()  # no clean share by default
+
+
+def test_level_input_decoder_is_told_the_noise_level_and_keeps_it_across_save_load(tmp_path):
+    """``level_input``: the UNet gets each sample's conditioning noise level through a class embedding, the
+    level's mapping (1000 / cond_noise) is saved beside the weights, and at sampling time the level changes what
+    is drawn; a UNet without the input draws the same picture whatever level it is told, and a level input
+    without conditioning noise is refused."""
+    from mindeye.data.stream import SceneBank
+    from mindeye.models import autoencoder as AE
+    from mindeye.models.decoder import DecoderTrainConfig, UnclipDecoder, train_decoder
+    torch.manual_seed(0)
+    clip, vae = tiny_clip(), AE.build_vae((16, 16, 32)).eval()
+    _, img, _, _ = render_batch(range(4))
+    bank = SceneBank((to_model_input(img) * 255).round().byte().permute(0, 2, 3, 1).numpy(), first_id=0, seed=0)
+    small = dict(steps=2, batch_size=2, block_out_channels=(32, 32, 64), log_every=1)
+    with pytest.raises(ValueError, match="level_input needs conditioning noise"):
+        train_decoder(DecoderTrainConfig(level_input=True, **small), clip, vae, log=lambda s: None, bank=bank)
+    dec, meta = train_decoder(DecoderTrainConfig(cond_noise=0.1, level_input=True, **small), clip, vae,
+                              log=lambda s: None, bank=bank)
+    assert dec.takes_noise_level and meta["train"]["level_input"]
+    assert dec.noise_level_scale == pytest.approx(1000 / 0.1)
+    with torch.no_grad():  # an untrained class embedding starts near zero: make the level's effect visible
+        for p in dec.unet.class_embedding.parameters():
+            p.normal_(0, 1)
+    dec.save_pretrained(tmp_path / "decoder", fp16=False)
+    again = UnclipDecoder.from_pretrained(tmp_path / "decoder")
+    assert again.noise_level_scale == pytest.approx(1000 / 0.1)
+    hidden = clip.hidden(to_model_input(img[:2]))
+    exact, off = again.decode(hidden, steps=2, seed=1), again.decode(hidden, steps=2, seed=1, noise_level=0.06)
+    assert not torch.allclose(exact, off, atol=1e-4), "the noise level did not reach the UNet"
+    assert torch.allclose(off, dec.decode(hidden, steps=2, seed=1, noise_level=0.06), atol=1e-5)
+    with pytest.raises(ValueError, match="RMS error >= 0"):
+        again.decode(hidden, steps=2, noise_level=-1.0)
+    plain, _ = train_decoder(DecoderTrainConfig(cond_noise=0.1, **small), clip, vae, log=lambda s: None, bank=bank)
+    assert not plain.takes_noise_level and plain.noise_level_scale is None
+    assert torch.equal(plain.decode(hidden, steps=2, seed=1), plain.decode(hidden, steps=2, seed=1, noise_level=0.06))
+    with pytest.raises(ValueError, match="without a noise-level input"):
+        train_decoder(DecoderTrainConfig(cond_noise=0.1, level_input=True, **small), clip, vae,
+                      log=lambda s: None, init=plain, bank=bank)
+
 # ---------------------------------------------------------------- judge
 
 def test_judge_predicts_labels_in_the_scene_format_and_scores_perfect_predictions(images, tmp_path):

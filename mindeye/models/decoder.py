@@ -22,6 +22,15 @@ A freshly initialised UNet then sees a near-zero condition: near-uniform attenti
 below the latents' unit scale, which Adam takes ~1000 steps to grow out of. The demo decoder multiplies
 the condition by ``condition_scale`` = sqrt(D) before the UNet, stored in ``decoder_config.json`` beside
 the weights; a folder without that file (Versatile Diffusion) uses 1, the scale its UNet was trained at.
+
+Brain-predicted tokens are far from the true ones (a prior sample's RMS error is about three quarters of the
+tokens' own RMS on SimNSD), and a decoder trained on true tokens alone draws them badly. Conditioning augmentation
+(``DecoderTrainConfig.cond_noise``) trains it on noised tokens too. With ``level_input`` the UNet is also told the
+noise level, through its class embedding on the timestep features (as cascaded diffusion models are told their
+augmentation level, Ho et al. 2022): at sampling time ``noise_level`` says how far off the tokens are (0 for true
+tokens, the brain source's measured error for predicted ones), so one decoder keeps its ceiling on true tokens and
+still learns to draw from imprecise ones. ``noise_level_scale`` in ``decoder_config.json`` maps a level to the
+embedding's 0-1000 range (1000 = the largest level trained); a UNet without the embedding ignores the level.
 """
 from __future__ import annotations
 
@@ -82,10 +91,28 @@ DECODER_CONFIG = "decoder_config.json"
 
 
 class UnclipDecoder:
-    def __init__(self, unet, vae, scheduler, device="cpu", dtype=torch.float32, condition_scale: float = 1.0):
+    def __init__(self, unet, vae, scheduler, device="cpu", dtype=torch.float32, condition_scale: float = 1.0,
+                 noise_level_scale: float | None = None):
         self.unet, self.vae, self.scheduler = unet.to(device, dtype).eval(), vae.to(device, dtype).eval(), scheduler
         self.device, self.dtype = torch.device(device), dtype
         self.condition_scale = float(condition_scale)
+        if self.takes_noise_level and not noise_level_scale:
+            raise DataError("this UNet takes a conditioning noise level (class_embed_type 'timestep') but no "
+                            f"noise_level_scale was given (expected it in {DECODER_CONFIG})")
+        self.noise_level_scale = float(noise_level_scale) if self.takes_noise_level else None
+
+    @property
+    def takes_noise_level(self) -> bool:
+        return self.unet.config.class_embed_type == "timestep"
+
+    def level_labels(self, noise_level: float, batch: int) -> torch.Tensor | None:
+        """The UNet's class labels for tokens ``noise_level`` off (elementwise RMS), or None for a UNet without
+        a level input."""
+        if not self.takes_noise_level:
+            return None
+        if not noise_level >= 0:
+            raise ValueError(f"a conditioning noise level is an RMS error >= 0, got {noise_level!r}")
+        return torch.full((batch,), float(noise_level) * self.noise_level_scale, device=self.device)
 
     @property
     def uses_token_grid(self) -> bool:
@@ -99,7 +126,8 @@ class UnclipDecoder:
         vae = AutoencoderKL.from_pretrained(root / "vae", local_files_only=True)
         scheduler = UniPCMultistepScheduler.from_pretrained(root / "scheduler", local_files_only=True)
         extra = json.loads((root / DECODER_CONFIG).read_text()) if (root / DECODER_CONFIG).exists() else {}
-        return cls(unet, vae, scheduler, device, dtype, condition_scale=extra.get("condition_scale", 1.0))
+        return cls(unet, vae, scheduler, device, dtype, condition_scale=extra.get("condition_scale", 1.0),
+                   noise_level_scale=extra.get("noise_level_scale"))
 
     def save_pretrained(self, folder: Path | str, fp16: bool = True) -> None:
         from ..atomic import atomic_dir
@@ -108,7 +136,10 @@ class UnclipDecoder:
                 (m.half() if fp16 else m).save_pretrained(tmp / name, safe_serialization=True)
                 m.to(self.dtype)
             self.scheduler.save_pretrained(tmp / "scheduler")
-            (tmp / DECODER_CONFIG).write_text(json.dumps({"condition_scale": self.condition_scale}, indent=1) + "\n")
+            extra = {"condition_scale": self.condition_scale}
+            if self.noise_level_scale is not None:
+                extra["noise_level_scale"] = self.noise_level_scale
+            (tmp / DECODER_CONFIG).write_text(json.dumps(extra, indent=1) + "\n")
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
@@ -121,11 +152,13 @@ class UnclipDecoder:
     @torch.no_grad()
     def decode(self, hidden: torch.Tensor, steps: int = 20, guidance_scale: float = 3.5,
                init_images: torch.Tensor | None = None, img2img_strength: float = 0.85, seed: int = 0,
-               progress=None) -> torch.Tensor:
+               progress=None, noise_level: float = 0.0) -> torch.Tensor:
         """CLIP hidden states ``[B, T, D]`` -> images ``[B, 3, H, W]`` in [0, 1].
 
         ``init_images`` (``[B, 3, h, w]`` in [0, 1], e.g. the low-level reconstruction) switches on img2img:
-        only the last ``img2img_strength`` of the schedule runs, from their noised latents."""
+        only the last ``img2img_strength`` of the schedule runs, from their noised latents. ``noise_level``: how
+        far off the tokens are (their expected elementwise RMS error; 0 = true tokens), for a UNet trained with
+        ``level_input``; others ignore it."""
         d = self.unet.config.cross_attention_dim
         if hidden.ndim != 3 or hidden.shape[-1] != d:
             raise ValueError(f"expected CLIP hidden states [B, T, {d}] for this decoder, found {tuple(hidden.shape)}")
@@ -151,12 +184,13 @@ class UnclipDecoder:
         else:
             latents = noise * sched.init_noise_sigma
         uncond = torch.zeros_like(cond)
+        labels = self.level_labels(noise_level, 2 * b if guidance_scale > 1 else b)
         it = progress(timesteps) if progress else timesteps
         for t in it:
             inp = torch.cat([latents] * 2) if guidance_scale > 1 else latents
             inp = sched.scale_model_input(inp, t)
             emb = torch.cat([uncond, cond]) if guidance_scale > 1 else cond
-            pred = self.unet(unet_input(self.unet, inp, emb), t, encoder_hidden_states=emb).sample
+            pred = self.unet(unet_input(self.unet, inp, emb), t, encoder_hidden_states=emb, class_labels=labels).sample
             if guidance_scale > 1:
                 pu, pc = pred.chunk(2)
                 pred = pu + guidance_scale * (pc - pu)
@@ -180,6 +214,11 @@ class DecoderTrainConfig:
     # each sample's normalised tokens get Gaussian noise of std u * cond_noise, u ~ U(0, 1), so the decoder learns
     # to draw from tokens as far off as a brain-predicted draw (bench/decoder_cond_noise.py measures that distance)
     cond_noise: float = 0.0
+    # tell the UNet each sample's noise level (a class embedding on timestep features); needs cond_noise > 0
+    level_input: bool = False
+    # the fraction of samples whose tokens stay clean (level 0): u ~ U(0, 1) alone almost never draws a clean
+    # condition, and the decoder's true-token ceiling is drawn at exactly that level
+    cond_clean_frac: float = 0.0
     min_snr_gamma: float = 5.0
     block_out_channels: tuple = (64, 128, 192)
     attention_head_dim: int = 32
@@ -190,7 +229,8 @@ class DecoderTrainConfig:
 
 
 def build_unet(cross_attention_dim: int, sample_size: int = 16, in_channels: int = 4,
-               block_out_channels=(96, 192, 256), attention_head_dim: int = 32, token_grid: bool = False):
+               block_out_channels=(96, 192, 256), attention_head_dim: int = 32, token_grid: bool = False,
+               level_input: bool = False):
     from diffusers import UNet2DConditionModel
     n = len(block_out_channels)
     return UNet2DConditionModel(
@@ -201,7 +241,8 @@ def build_unet(cross_attention_dim: int, sample_size: int = 16, in_channels: int
         # SceneCLIP patch grid the cross-attention has to map back to image positions
         down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (n - 1),
         up_block_types=("CrossAttnUpBlock2D",) * (n - 1) + ("UpBlock2D",),
-        cross_attention_dim=cross_attention_dim, attention_head_dim=attention_head_dim, norm_num_groups=32)
+        cross_attention_dim=cross_attention_dim, attention_head_dim=attention_head_dim, norm_num_groups=32,
+        class_embed_type="timestep" if level_input else None)  # the conditioning noise level, on timestep features
 
 
 def training_scheduler():
@@ -249,6 +290,15 @@ def _stream_batches(clip, vae, cfg, g, workers):
         yield batch
 
 
+def condition_levels(n: int, cfg: DecoderTrainConfig, g: torch.Generator) -> torch.Tensor:
+    """Each sample's conditioning noise std ``[n]``: ``u * cond_noise`` with u ~ U(0, 1), and exactly 0 for a
+    ``cond_clean_frac`` share of the samples."""
+    level = torch.rand(n, generator=g) * cfg.cond_noise
+    if cfg.cond_clean_frac > 0:
+        level = level * (torch.rand(n, generator=g) >= cfg.cond_clean_frac)
+    return level
+
+
 def train_decoder(cfg: DecoderTrainConfig, clip, vae, log=print, workers: int = 1, bank=None,
                   device="cpu", init: UnclipDecoder | None = None) -> tuple[UnclipDecoder, dict]:
     """Train the small image-variation UNet on ``clip.hidden`` of scenes (v-prediction, min-SNR): a cached
@@ -258,13 +308,21 @@ def train_decoder(cfg: DecoderTrainConfig, clip, vae, log=print, workers: int = 
 
     from diffusers import UniPCMultistepScheduler
     torch.manual_seed(cfg.seed)
+    if cfg.level_input and not cfg.cond_noise > 0:
+        raise ValueError(f"level_input needs conditioning noise to tell the UNet about; cond_noise is {cfg.cond_noise}")
     if init is not None:
+        if init.takes_noise_level != cfg.level_input:
+            raise ValueError(f"cannot fine-tune a decoder {'with' if init.takes_noise_level else 'without'} a noise-level "
+                             f"input with level_input={cfg.level_input}")
         unet = copy.deepcopy(init.unet).float().requires_grad_(True)
     else:
         vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
         latent_size = vae.config.sample_size // vae_scale
         unet = build_unet(clip.embed_dim, latent_size, vae.config.latent_channels, cfg.block_out_channels,
-                          cfg.attention_head_dim, cfg.token_grid)
+                          cfg.attention_head_dim, cfg.token_grid, cfg.level_input)
+    # a level's class label: the trained range [0, cond_noise] onto the timestep features' [0, 1000] (a fine-tune
+    # keeps its init's mapping)
+    level_scale = init.noise_level_scale if init is not None else (1000.0 / cfg.cond_noise if cfg.level_input else None)
     noise_sched = training_scheduler()
     alphas = noise_sched.alphas_cumprod
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.01)
@@ -279,9 +337,12 @@ def train_decoder(cfg: DecoderTrainConfig, clip, vae, log=print, workers: int = 
 
     def step_fn(step, batch):
         cond, z0 = batch
+        labels = None
         if cfg.cond_noise > 0:
-            level = torch.rand(len(cond), 1, 1, generator=g) * cfg.cond_noise
+            level = condition_levels(len(cond), cfg, g)[:, None, None]
             cond = cond + level.to(cond.device) * torch.randn(cond.shape, generator=g).to(cond.device)
+            if level_scale is not None:
+                labels = (level.flatten() * level_scale).to(z0.device)
         cond = cond * scale
         drop = (torch.rand(len(z0), generator=g) < cfg.cond_drop).to(z0.device)  # draws on the CPU: one stream
         cond = torch.where(drop[:, None, None], torch.zeros_like(cond), cond)
@@ -289,7 +350,7 @@ def train_decoder(cfg: DecoderTrainConfig, clip, vae, log=print, workers: int = 
         eps = torch.randn(z0.shape, generator=g).to(z0.device)
         zt = noise_sched.add_noise(z0, eps, t)
         target = noise_sched.get_velocity(z0, eps, t)
-        pred = unet(unet_input(unet, zt, cond), t, encoder_hidden_states=cond).sample
+        pred = unet(unet_input(unet, zt, cond), t, encoder_hidden_states=cond, class_labels=labels).sample
         snr = alphas[t] / (1 - alphas[t])
         w = torch.clamp(snr, max=cfg.min_snr_gamma) / (snr + 1)
         loss = (w * F.mse_loss(pred, target, reduction="none").mean((1, 2, 3))).mean()
@@ -302,4 +363,4 @@ def train_decoder(cfg: DecoderTrainConfig, clip, vae, log=print, workers: int = 
     from .autoencoder import encoder_sha256
     meta = {"train": {**asdict(cfg), "block_out_channels": list(cfg.block_out_channels)},
             "train_seconds": round(seconds, 1), "vae_encoder_sha256": encoder_sha256(vae)}
-    return UnclipDecoder(unet.eval(), vae, sampler, condition_scale=scale), meta
+    return UnclipDecoder(unet.eval(), vae, sampler, condition_scale=scale, noise_level_scale=level_scale), meta

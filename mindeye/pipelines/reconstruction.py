@@ -31,6 +31,9 @@ from .settings import MAX_AVERAGE, MAX_SAMPLES, V1_GUIDANCE, V1_STEPS, V1_STRENG
 
 class HiddenSource(Protocol):
     name: str
+    # how far its tokens sit from the true ones (elementwise RMS, measured on val): a decoder trained with a
+    # noise-level input (DecoderTrainConfig.level_input) is told it; 0 = exact tokens
+    noise_level: float
 
     def hidden(self, voxels: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
         """voxels ``[B, V]`` -> CLIP hidden tokens ``[B, n, T, D]`` (CLS-norm normalised)."""
@@ -44,13 +47,15 @@ class PriorHidden:
     invents for what every draw agrees on. It costs k times the prior's sampling. V1 draws one (k = 1)."""
     name = "mindeye"
 
-    def __init__(self, prior, steps: int | None = None, guidance_scale: float = 1.0, average: int = 1):
+    def __init__(self, prior, steps: int | None = None, guidance_scale: float = 1.0, average: int = 1,
+                 noise_level: float = 0.0):
         if not hasattr(prior, "sample") or getattr(prior, "voxel2clip", None) is None:
             raise DataError("the MindEye hidden model has no diffusion prior; reconstruction needs the hidden model "
                             "with its prior (mindeye_hidden), not the final-layer model")
         if not (isinstance(average, (int, np.integer)) and 1 <= int(average) <= MAX_AVERAGE):
             raise DataError(f"prior draws averaged per sample must be an integer from 1 to {MAX_AVERAGE}, got {average!r}")
         self.prior, self.steps, self.guidance_scale, self.average = prior, steps, guidance_scale, int(average)
+        self.noise_level = float(noise_level)
 
     @torch.no_grad()
     def backbone(self, voxels: torch.Tensor) -> torch.Tensor:
@@ -73,8 +78,8 @@ class RidgeHidden:
     """The ridge baseline: a linear map from voxels to the hidden tokens (deterministic: one draw)."""
     name = "ridge"
 
-    def __init__(self, ridge):
-        self.ridge = ridge
+    def __init__(self, ridge, noise_level: float = 0.0):
+        self.ridge, self.noise_level = ridge, float(noise_level)
 
     @torch.no_grad()
     def hidden(self, voxels, n, generator):
@@ -85,6 +90,7 @@ class RidgeHidden:
 class TrueHidden:
     """The decoder's ceiling: the seen image's own CLIP tokens (needs the images, not voxels)."""
     name = "true"
+    noise_level = 0.0
 
     def __init__(self, embedder, images: torch.Tensor):
         self.embedder, self.images = embedder, images
@@ -142,24 +148,27 @@ class ReconstructionPipeline:
         v = _voxels(voxels)
         with self._lock:
             hidden = self.source.hidden(v, int(n), torch.Generator("cpu").manual_seed(int(seed)))  # [B, n, T, D]
-            return self._draw(v, hidden, strength, steps, guidance, seed, progress)
+            return self._draw(v, hidden, strength, steps, guidance, seed, progress, self.source.noise_level)
 
     @torch.no_grad()
     def draw(self, voxels, hidden: torch.Tensor, strength: float = V1_STRENGTH, steps: int = V1_STEPS,
-             guidance: float = V1_GUIDANCE, seed: int = 0, progress=None) -> Reconstruction:
+             guidance: float = V1_GUIDANCE, seed: int = 0, progress=None,
+             noise_level: float | None = None) -> Reconstruction:
         """Decode given hidden tokens ``[B, n, T, D]`` (e.g. one source's draw, reused across strengths) with
-        img2img from ``voxels``' low-level pictures; the same drawing as a call."""
+        img2img from ``voxels``' low-level pictures; the same drawing as a call. ``noise_level``: how far off
+        ``hidden`` is, when it did not come from this pipeline's source (None: the source's)."""
         check_settings(strength, hidden.shape[1], steps, guidance)
+        level = self.source.noise_level if noise_level is None else noise_level
         with self._lock:
-            return self._draw(_voxels(voxels), hidden, strength, steps, guidance, seed, progress)
+            return self._draw(_voxels(voxels), hidden, strength, steps, guidance, seed, progress, level)
 
-    def _draw(self, v, hidden, strength, steps, guidance, seed, progress) -> Reconstruction:
+    def _draw(self, v, hidden, strength, steps, guidance, seed, progress, noise_level) -> Reconstruction:
         b, n_, t, d = hidden.shape
         low = self.lowlevel_images(v) if float(strength) < 1.0 else None
         init = low.repeat_interleave(n_, dim=0) if low is not None else None
         samples = self.decoder.decode(hidden.reshape(b * n_, t, d), steps=int(steps), guidance_scale=float(guidance),
                                       init_images=init, img2img_strength=float(strength), seed=int(seed),
-                                      progress=progress)
+                                      progress=progress, noise_level=float(noise_level))
         samples = samples.view(b, n_, *samples.shape[1:])
         # second-order selection: the sample whose CLIP tokens are nearest the tokens it was drawn from
         emb = self.embedder.hidden(samples.flatten(0, 1), normalize=True).float().cpu()
