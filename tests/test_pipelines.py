@@ -86,10 +86,11 @@ def test_each_source_tells_the_decoder_how_far_off_its_tokens_are(tiny_stack, mo
     from mindeye.bundle import Bundle
     from mindeye.engine import Engine, Model, Source
     eng = Engine(Bundle.load(tiny_stack), log=lambda *a: None)
-    hidden = eng.model(Model.HIDDEN)
+    hidden = eng.model(Model.HIDDEN)  # (loaded models are shared across engines: set its meta, never assume it)
+    meta = {k: v for k, v in getattr(hidden, "meta", {}).items() if k != "token_noise_level"}
+    monkeypatch.setattr(hidden, "meta", meta, raising=False)
     assert eng.token_noise_level(Source.MINDEYE) == 0.0, "not measured: drawn as exact tokens"
-    monkeypatch.setattr(hidden, "meta", {**getattr(hidden, "meta", {}),
-                                         "token_noise_level": {"mindeye": 0.06, "ridge": 0.04}}, raising=False)
+    monkeypatch.setattr(hidden, "meta", {**meta, "token_noise_level": {"mindeye": 0.06, "ridge": 0.04}})
     dec, seen = eng.model(Model.DECODER), []
     decode = dec.decode
     monkeypatch.setattr(dec, "decode", lambda *a, **k: (seen.append(k["noise_level"]), decode(*a, **k))[1])
