@@ -9,17 +9,28 @@ SCORES = {"judge shape_largest": 0.2, "judge colour_largest": 0.6, "judge count"
           "judge background": 0.95}
 
 
+def _private_copy(tiny_stack, dest):
+    """A copy of the tiny bundle whose model paths point into the copy (build-demo writes absolute paths for a
+    bundle outside the project, so a plain copy would still read and write the session's shared bundle)."""
+    import shutil
+    from pathlib import Path
+    bundle = shutil.copytree(tiny_stack, dest)
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    manifest["models"] = {k: str(Path(v).relative_to(tiny_stack)) if Path(v).is_absolute() else v
+                          for k, v in manifest["models"].items()}
+    (bundle / "bundle.json").write_text(json.dumps(manifest))
+    return bundle
+
+
 def _machine():
     return {"cores": 2, "cpu": "test"}
 
 
 def test_the_engine_uses_v1s_strength_until_the_val_bench_records_one_then_the_recorded(tiny_stack, tmp_path):
-    import shutil
-
     from bench.recon_strength import record_choice
     from mindeye.bundle import Bundle
     from mindeye.engine import Engine, Model
-    bundle = shutil.copytree(tiny_stack, tmp_path / "demo")  # the session's bundle stays as it is
+    bundle = _private_copy(tiny_stack, tmp_path / "demo")  # the session's bundle stays as it is
     e = Engine(Bundle.load(bundle), log=lambda *a: None)
     assert e.default_strength() == (0.85, "V1's default (no strength chosen on val for this model)")
     record_choice(e.model_path(Model.HIDDEN).with_suffix(".json"),
@@ -32,12 +43,10 @@ def test_the_engine_uses_v1s_strength_until_the_val_bench_records_one_then_the_r
 
 
 def test_a_prior_average_and_token_error_measured_on_val_are_what_the_engine_samples_with(tiny_stack, tmp_path):
-    import shutil
-
     from bench.recon_strength import record_choice
     from mindeye.bundle import Bundle
     from mindeye.engine import Engine, Model, Source
-    bundle = shutil.copytree(tiny_stack, tmp_path / "demo")
+    bundle = _private_copy(tiny_stack, tmp_path / "demo")
     e = Engine(Bundle.load(bundle), log=lambda *a: None)
     record_choice(e.model_path(Model.HIDDEN).with_suffix(".json"),
                   {"chosen_strength": 1.0, "chosen_average": 4, "averages": [1, 4], "n": 100, "criterion": ["a"],
@@ -46,6 +55,8 @@ def test_a_prior_average_and_token_error_measured_on_val_are_what_the_engine_sam
     assert fresh.pipeline().source.average == 4 and fresh.default_strength()[0] == 1.0
     # the token error measured for the chosen k is what the decoder is told for MindEye's draws; ridge its own
     assert fresh.pipeline().source.noise_level == 0.05 and fresh.pipeline(Source.RIDGE).source.noise_level == 0.06
+    shared = json.loads((tiny_stack / "mindeye" / "hidden.json").read_text())
+    assert "token_noise_level" not in shared and "prior_average" not in shared, "the copy wrote into the shared bundle"
 
 
 def test_the_strength_rule_is_the_mean_of_the_six_bar_scores_without_background():
