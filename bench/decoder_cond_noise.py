@@ -22,7 +22,6 @@ Writes bench/results/decoder_cond_noise.json.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -36,12 +35,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from bench.machine import machine_info, quick, save_result  # noqa: E402
-from bench.recon_strength import CRITERION, prior_draw, val_inputs  # noqa: E402
+from bench.recon_strength import CRITERION, prior_draw, rms_error, val_inputs  # noqa: E402
 from mindeye.bundle import PROJECT_ROOT  # noqa: E402
 from mindeye.engine import get_engine  # noqa: E402
 from mindeye.evaluation import evaluate_reconstructions  # noqa: E402
 from mindeye.models.decoder import DecoderTrainConfig, UnclipDecoder, train_decoder  # noqa: E402
 from mindeye.pipelines.reconstruction import TrueHidden  # noqa: E402
+from mindeye.train import file_sha256  # noqa: E402
 
 NOISE_MULT = 1.5  # cond_noise = 1.5 sigma: u ~ U(0, 1) then spans clean tokens to 1.5x a prior sample's error
 FINETUNE_LR = 2e-4  # a fifth of the from-scratch peak: a fine-tune, not a restart
@@ -53,14 +53,6 @@ def score(pipe, decoder, voxels, hidden, strength, originals, clip, judge, label
                       for i in range(0, len(voxels), 25)])
     s = evaluate_reconstructions(pics, originals, clip, judge, labels)
     return {k: round(float(s[k]), 4) for k in CRITERION}
-
-
-def weights_sha256(decoder_dir: Path) -> str:
-    """The base UNet's weights, so a cached fine-tune is reused only for the decoder it started from."""
-    h = hashlib.sha256()
-    for f in sorted((decoder_dir / "image_unet").glob("*.safetensors")):
-        h.update(f.read_bytes())
-    return h.hexdigest()
 
 
 def finetuned(name: str, cfg: DecoderTrainConfig, base: UnclipDecoder, base_sha: str, clip,
@@ -99,10 +91,11 @@ def main():
     with torch.no_grad():
         true = TrueHidden(clip, originals).hidden(voxels, 1, None)
         sample = prior_draw(pipe.source, voxels)
-    sigma = float((sample - true).pow(2).mean().sqrt())
+    sigma = rms_error(sample, true)
     token_rms = float(true.pow(2).mean().sqrt())
     print(f"prior sample RMS error {sigma:.4f} (tokens' RMS {token_rms:.4f})", flush=True)
-    base_cond_noise, base_sha = base.cond_noise, weights_sha256(base_dir)
+    # cached fine-tunes are reused only for the base they started from
+    base_cond_noise, base_sha = base.cond_noise, file_sha256(base_dir / "image_unet" / "diffusion_pytorch_model.safetensors")
     base = replace(base, steps=args.steps, lr=FINETUNE_LR, block_out_channels=tuple(base.block_out_channels),
                    log_every=max(1, args.steps // 10))
     variants = {"clean": replace(base, cond_noise=0.0), "noised": replace(base, cond_noise=round(NOISE_MULT * sigma, 4))}

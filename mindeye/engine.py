@@ -387,15 +387,20 @@ class Engine:
                             f"(its models: {sorted(self.bundle.models)})")
         return self.bundle.resolve(rel)
 
+    def _hidden_meta(self) -> dict:
+        """The served hidden model's metadata (a run put in service carries its own), else its .json, read
+        without loading the model."""
+        import json
+        served = self._models.get(Model.HIDDEN)
+        if served is not None and hasattr(served, "meta"):
+            return served.meta
+        return json.loads(self.model_path(Model.HIDDEN).with_suffix(".json").read_text())
+
     def default_strength(self) -> tuple[float, str]:
         """The img2img strength to use when none is given, and where it comes from: the one chosen on val for the
         hidden model being served (bench/recon_strength.py writes it into the model's .json), else V1's."""
-        import json
         try:
-            served = self._models.get(Model.HIDDEN)  # a run put in service carries its own metadata
-            meta = served.meta if served is not None and hasattr(served, "meta") else \
-                json.loads(self.model_path(Model.HIDDEN).with_suffix(".json").read_text())
-            chosen = meta["img2img_strength"]
+            chosen = self._hidden_meta()["img2img_strength"]
             return float(chosen["strength"]), chosen["chosen_on"]
         except (DataError, OSError, ValueError, KeyError, TypeError):
             return V1_STRENGTH, "V1's default (no strength chosen on val for this model)"
@@ -530,7 +535,10 @@ class Engine:
         """How far a brain source's tokens sit from the true ones (elementwise RMS on val, written into the hidden
         model's .json by bench/recon_strength.py), told to a decoder trained with a noise-level input; 0 when
         not measured (the decoder then draws them as if they were exact)."""
-        meta = getattr(self.model(Model.HIDDEN), "meta", {}) if Model.HIDDEN.value in self.bundle.models else {}
+        try:
+            meta = self._hidden_meta()
+        except (DataError, OSError, ValueError):
+            return 0.0
         return float(meta.get("token_noise_level", {}).get(Source(source).value, 0.0))
 
     def pipeline(self, source: Source = Source.MINDEYE):

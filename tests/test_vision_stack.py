@@ -321,6 +321,9 @@ def test_level_input_decoder_is_told_the_noise_level_and_keeps_it_across_save_lo
     assert torch.allclose(off, dec.decode(hidden, steps=2, seed=1, noise_level=0.06), atol=1e-5)
     with pytest.raises(ValueError, match="RMS error >= 0"):
         again.decode(hidden, steps=2, noise_level=-1.0)
+    from mindeye.data.errors import DataError
+    with pytest.raises(DataError, match="takes a conditioning noise level .* no noise_level_scale"):
+        UnclipDecoder(again.unet, again.vae, again.scheduler)  # e.g. a folder whose decoder_config.json lost it
     plain, _ = train_decoder(DecoderTrainConfig(cond_noise=0.1, **small), clip, vae, log=lambda s: None, bank=bank)
     assert not plain.takes_noise_level and plain.noise_level_scale is None
     assert torch.equal(plain.decode(hidden, steps=2, seed=1), plain.decode(hidden, steps=2, seed=1, noise_level=0.06))
