@@ -44,6 +44,8 @@ VARIANTS = {
     "x20": ("20 synthetic per real trial", {**_E30, "synthetic_frac": 20.0}),
     "x20_e60": ("20 synthetic per real trial, 60 epochs", {**_E30, "synthetic_frac": 20.0, "num_epochs": 60}),
     "x40_e60": ("40 synthetic per real trial, 60 epochs", {**_E30, "synthetic_frac": 40.0, "num_epochs": 60}),
+    "200k_x20_e60": ("200k scenes, 20 synthetic per real trial, 60 epochs",
+                     {**_E30, "synthetic_trials": 200_000, "synthetic_frac": 20.0, "num_epochs": 60}),
 }
 
 
