@@ -117,6 +117,12 @@ def _table(listing) -> list[list]:
              f"{r.best_val_top1:.1%}" if r.best_val_top1 is not None else "", r.started] for r in listing]
 
 
+def default_run(listing) -> str | None:
+    """The run a freshly loaded page shows: the newest running one, else the newest (``listing`` is newest
+    first), else none."""
+    return next((r.name for r in listing if r.status == "running"), listing[0].name if listing else None)
+
+
 def build(engine: Engine):
     runs = engine.runs
     subjects = runs.subjects() or [engine.bundle.subject]
@@ -148,7 +154,11 @@ def build(engine: Engine):
                 use = gr.Button("Use this run")
             message = gr.Markdown()
         with gr.Column(scale=3):
-            run = gr.Dropdown([], value=None, allow_custom_value=True, label="run shown below")
+            # the value is set when the page loads (the newest running run, else the newest run), by Start, and
+            # by the user; never by the refresh ticks: a tick that read the old value could land after Start and
+            # put the view (and Cancel) back on another run
+            run = gr.Dropdown([], value=lambda: default_run(runs.list()), allow_custom_value=True,
+                              label="run shown below")
             table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, label="runs (click a row to show it)",
                                  max_height=220)
             with gr.Row():
@@ -181,11 +191,10 @@ def build(engine: Engine):
     def status(selected, last_shown):
         listing = runs.list()
         names = [r.name for r in listing]
-        if selected not in names:  # nothing chosen yet (a fresh page) or gone: show the newest running run
-            selected = next((r.name for r in listing if r.status == "running"), names[0] if names else None)
-            dd = gr.Dropdown(choices=names, value=selected)
-        else:  # never set the value of a chosen run: a tick that read the old choice must not undo a new one
-            dd = gr.skip() if last_shown and last_shown[0] == names else gr.Dropdown(choices=names)
+        # only the choices are ever sent, never the value (see the dropdown above)
+        dd = gr.skip() if last_shown and last_shown[0] == names else gr.Dropdown(choices=names)
+        if selected not in names:  # none yet (the runs folder was empty when the page loaded), or gone
+            selected = None
         if selected is None:
             empty = curves([], "")
             return dd, (names, selected), _table(listing), {}, *empty, ""

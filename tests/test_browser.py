@@ -40,13 +40,19 @@ def _wait_idle(page, timeout_s=180):
     page.wait_for_timeout(500)
 
 
-def test_every_tab_works_in_a_browser(engine, browser):
+def _launch(engine):
+    """The app on a free loopback port: ``(demo, port)``."""
     from app import HEAD, build_app
 
     from .conftest import free_port
     port = free_port()
     demo = build_app(engine)
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, head=HEAD)
+    return demo, port
+
+
+def test_every_tab_works_in_a_browser(engine, browser):
+    demo, port = _launch(engine)
     errors, done = [], []
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" and not any(
@@ -121,3 +127,54 @@ def test_every_tab_works_in_a_browser(engine, browser):
         demo.close()
     assert done == ["Trials", "Reconstruct", "Retrieve", "UMAP", "Your image", "Your image upload and drawing", "Evaluate",
                     "Train"]
+
+
+def test_train_tab_shows_and_cancels_the_run_it_started_when_a_slow_refresh_lands_after_start(engine, browser):
+    """A refresh tick that read the page's state before Start and answers after it must not put the view, and
+    so Cancel, back on another run (seen in the app: Cancel then refused an older, already cancelled run while
+    the new one kept training)."""
+    import json
+    import threading
+    import time
+
+    older = engine.runs.path("older_run")
+    older.mkdir(parents=True, exist_ok=True)
+    (older / "config.json").write_text(json.dumps({"model_name": "older_run", "num_epochs": 1, "subj": 1}))
+    os.utime(older / "config.json", (time.time() - 3600,) * 2)  # an hour old: the newest run until Start
+    runs, real_list = engine.runs, engine.runs.list
+    armed, listed = threading.Event(), threading.Event()
+
+    def slow_list():  # the first listing after arming is read at once and answered 4 s late
+        out = real_list()
+        if armed.is_set():
+            armed.clear()
+            listed.set()
+            time.sleep(4)
+        return out
+
+    runs.list = slow_list
+    demo, port = _launch(engine)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.wait_for_selector(".brain-3d .main-svg", timeout=60_000)
+        shown = page.get_by_label("run shown below", exact=True)
+        armed.set()
+        page.get_by_role("tab", name="Train").click()  # turns on the refresh ticks: the first one is the slow one
+        assert listed.wait(20), "no refresh tick listed the runs within 20 s"
+        new = page.get_by_label("run name (letters, digits, _ and -)", exact=True).input_value()
+        page.get_by_role("button", name="Start", exact=True).click()
+        page.wait_for_selector(f"text=started {new}", timeout=30_000)
+        page.wait_for_timeout(5000)  # the slow tick has answered by now
+        assert shown.input_value() == new
+        page.get_by_role("button", name="Cancel", exact=True).click()
+        page.wait_for_selector(f"text=cancelled {new}", timeout=30_000)
+        assert not page.locator(".toast-body.error").all_inner_texts()
+        assert runs.status(new).status == "cancelled"
+    finally:
+        runs.list = real_list
+        for r in real_list():
+            if r.status == "running":
+                runs.cancel(r.name)
+        page.close()
+        demo.close()
