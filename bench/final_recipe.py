@@ -46,6 +46,9 @@ VARIANTS = {
     "x40_e60": ("40 synthetic per real trial, 60 epochs", {**_E30, "synthetic_frac": 40.0, "num_epochs": 60}),
     "200k_x20_e60": ("200k scenes, 20 synthetic per real trial, 60 epochs",
                      {**_E30, "synthetic_trials": 200_000, "synthetic_frac": 20.0, "num_epochs": 60}),
+    "x20_e60_seed43": ("20 synthetic per real trial, 60 epochs, seed 43: the shipped row again with another seed "
+                       "(how far two runs of one recipe land apart)",
+                       {**_E30, "synthetic_frac": 20.0, "num_epochs": 60, "seed": 43}),
 }
 
 

@@ -16,7 +16,8 @@ from . import IMAGE_BUTTONS
 HELP = ("**What am I looking at?** The model read only the brain response to the image on the left. From it, "
         "MindEye predicted CLIP features and drew several guesses; the one whose features best match the "
         "prediction is starred. *img2img strength* 1 draws from scratch; lower values start from the blurry "
-        "low-level picture, keeping its layout and colours. Ridge is the classic linear decoder, drawn the same way. "
+        "low-level picture, keeping its layout and colours. Ridge is the classic linear decoder, drawn the same way "
+        "(tick *also decode with ridge* under *sampling*). "
         "(On the demo, the low-level picture is the most faithful part, so the validation images chose a low "
         "strength. Slide towards 1 to see what MindEye's CLIP tokens draw on their own: the object's colour and "
         "rough place, with rounded shapes and lost small objects; see the README.)")
@@ -98,7 +99,8 @@ def build(engine: Engine):
         low = gr.Image(buttons=IMAGE_BUTTONS, label="low-level picture (img2img start)", type="numpy", interactive=False, height=200,
                        elem_classes="stimulus")
         pick = gr.Image(buttons=IMAGE_BUTTONS, label="MindEye (★ pick)", type="numpy", interactive=False, height=200, elem_classes="stimulus")
-        ridge = gr.Image(buttons=IMAGE_BUTTONS, label="ridge (same decoder)", type="numpy", interactive=False, height=200, elem_classes="stimulus")
+        ridge = gr.Image(buttons=IMAGE_BUTTONS, label="ridge (same decoder)", type="numpy", interactive=False, height=200,
+                         elem_classes="stimulus", visible=False)  # shown while "also decode with ridge" is ticked
     gallery = gr.Gallery(buttons=IMAGE_BUTTONS, label="all MindEye samples", columns=8, height="auto", object_fit="contain")
     scores = gr.Markdown()
 
@@ -133,6 +135,7 @@ def build(engine: Engine):
         lowimg = _img(r.lowlevel[0]) if r.lowlevel is not None else None
         return t.image, lowimg, _img(r.picked[0]), rimg, gal, _scores(engine, i, r.picked[0])
 
+    with_ridge.change(lambda on: gr.Image(visible=bool(on)), with_ridge, ridge, api_name=False)
     go.click(run, [index, strength, samples, steps, guidance, seed, with_ridge],
              [seen, low, pick, ridge, gallery, scores], api_name="reconstruct", concurrency_limit=1,
              concurrency_id="reconstruct")  # one diffusion run at a time, shared with the Your image tab
