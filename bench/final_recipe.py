@@ -29,7 +29,7 @@ from mindeye.bundle import DEMO_BUNDLE, PROJECT_ROOT, Bundle  # noqa: E402
 # name -> (what it is, its settings). Every variant names each setting the variants differ in, so a row means the
 # same run whatever the shipped recipe is; the row whose settings are the recipe's is marked as shipped.
 _E30 = {"num_epochs": 30, "synthetic_trials": 50_000, "synthetic_frac": 10.0, "synthetic_features": "clip_low_level",
-        "init_scope": "trunk_projector"}
+        "init_scope": "trunk_projector", "seed": 42}
 VARIANTS = {
     "x10_e30": ("trunk + projector from the hidden network, CLIP + low-level encoding model, 50k scenes x 10 per "
                 "real trial, 30 epochs", _E30),
