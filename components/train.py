@@ -168,7 +168,7 @@ def build(engine: Engine):
             log = gr.Textbox(label="log (last lines)", lines=6, max_lines=14, interactive=False, elem_id="train-log")
             with gr.Accordion("run status (raw)", open=False):
                 details = gr.JSON()
-    shown = gr.State(None)  # the (run names, selected) the dropdown was last sent, so ticks resend only changes
+    shown = gr.State(None)  # the run names the dropdown was last sent, so ticks resend only changes
     timer = gr.Timer(REFRESH_S, active=False)  # the app turns it on only while the Train tab is open
 
     def fill(p):
@@ -188,19 +188,17 @@ def build(engine: Engine):
             raise gr.Error(str(e)) from None
         return st.name, f"started **{st.name}**: {st.epochs_planned} epochs on subject {st.subject}"
 
-    def status(selected, last_shown):
+    def status(selected, last_names):
         listing = runs.list()
         names = [r.name for r in listing]
         # only the choices are ever sent, never the value (see the dropdown above)
-        dd = gr.skip() if last_shown and last_shown[0] == names else gr.Dropdown(choices=names)
+        dd = gr.skip() if last_names == names else gr.Dropdown(choices=names)
         if selected not in names:  # none yet (the runs folder was empty when the page loaded), or gone
-            selected = None
-        if selected is None:
             empty = curves([], "")
-            return dd, (names, selected), _table(listing), {}, *empty, ""
+            return dd, names, _table(listing), {}, *empty, ""
         st = next(r for r in listing if r.name == selected)
         log_text = "\n".join(map(readable, runs.log_tail(selected, 14).splitlines()))
-        return dd, (names, selected), _table(listing), st.as_dict(), *curves(runs.metrics(selected), selected), log_text
+        return dd, names, _table(listing), st.as_dict(), *curves(runs.metrics(selected), selected), log_text
 
     def cancel_run(selected):
         if not selected:
